@@ -1,0 +1,58 @@
+"""pyarrow schemas matching the pydantic records field by field (tests/test_schemas.py checks)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from schemas.records import Candle, IndicatorSnapshot, IndicatorValue, Signal, StructureEvent, TradeTick
+
+TRADE_TICK = pa.schema([
+    ("market", pa.string()), ("ts", pa.int64()), ("price", pa.float64()), ("size", pa.float64()),
+    ("side", pa.string()), ("trade_id", pa.int64()),
+])
+
+CANDLE = pa.schema([
+    ("market", pa.string()), ("timeframe", pa.string()), ("open_ts", pa.int64()), ("close_ts", pa.int64()),
+    ("open", pa.float64()), ("high", pa.float64()), ("low", pa.float64()), ("close", pa.float64()),
+    ("volume", pa.float64()), ("buy_volume", pa.float64()), ("sell_volume", pa.float64()),
+    ("vwap", pa.float64()), ("trade_count", pa.int64()), ("gap", pa.bool_()),
+])
+
+INDICATOR_VALUE = pa.schema([
+    ("market", pa.string()), ("timeframe", pa.string()), ("ts", pa.int64()), ("name", pa.string()),
+    ("value", pa.float64()),
+])
+
+INDICATOR_SNAPSHOT = pa.schema([
+    ("market", pa.string()), ("timeframe", pa.string()), ("ts", pa.int64()), ("close", pa.float64()),
+    ("values", pa.map_(pa.string(), pa.float64())),
+])
+
+STRUCTURE_EVENT = pa.schema([
+    ("id", pa.string()), ("market", pa.string()), ("timeframe", pa.string()), ("kind", pa.string()),
+    ("ts", pa.int64()), ("confirmed_ts", pa.int64()), ("price", pa.float64()),
+    ("meta", pa.map_(pa.string(), pa.float64())),
+])
+
+SIGNAL = pa.schema([
+    ("id", pa.string()), ("market", pa.string()), ("timeframe", pa.string()), ("ts", pa.int64()),
+    ("kind", pa.string()), ("side", pa.string()), ("strength", pa.float64()), ("price", pa.float64()),
+    ("stop", pa.float64()), ("target", pa.float64()), ("reasons", pa.list_(pa.string())),
+    ("source_versions", pa.map_(pa.string(), pa.string())),
+])
+
+SCHEMAS: dict[type, pa.Schema] = {
+    TradeTick: TRADE_TICK, Candle: CANDLE, IndicatorValue: INDICATOR_VALUE,
+    IndicatorSnapshot: INDICATOR_SNAPSHOT, StructureEvent: STRUCTURE_EVENT, Signal: SIGNAL,
+}
+
+
+def to_table(records: list, model: type) -> pa.Table:
+    """Arrow table of pydantic records of one model, in that model's schema."""
+    schema = SCHEMAS[model]
+    rows = [r.model_dump(mode="json") for r in records]
+    columns = {f.name: [row[f.name] for row in rows] for f in schema}
+    for f in schema:
+        if pa.types.is_map(f.type):
+            columns[f.name] = [list(v.items()) for v in columns[f.name]]
+    return pa.Table.from_pydict(columns, schema=schema)
