@@ -21,7 +21,7 @@ class Operator(Protocol):
         """Consume one micro-batch and return what it made final (closed candles, events, signals)."""
 
     def flush(self) -> Any:
-        """End of stream: return what is still open (e.g. the last forming candles)."""
+        """End of stream: return what is still open (e.g. the last forming candles), or None."""
 
     def snapshot(self) -> bytes:
         """Serialise all per-key state."""

@@ -1,0 +1,1 @@
+"""Reinforcement-learning environments and training jobs."""

@@ -177,3 +177,22 @@ class FeatureBatch:
 
     def column(self, name: str) -> np.ndarray:
         return self.values[:, self.names.index(name)]
+
+
+def concat_features(batches: list[FeatureBatch]) -> FeatureBatch:
+    """Concatenate feature batches that carry the same columns."""
+    batches = [b for b in batches if len(b) or b.events]
+    if len(batches) == 1:
+        return batches[0]
+    names = batches[0].names
+    for b in batches:
+        if b.names != names:
+            raise ValueError(f"cannot concatenate feature batches with columns {b.names} and {names}")
+    return FeatureBatch(CandleBatch.concat([b.candles for b in batches]), list(names),
+                        np.vstack([b.values for b in batches]), [e for b in batches for e in b.events])
+
+
+def take_features(batch: FeatureBatch, idx: np.ndarray, markets: set[str]) -> FeatureBatch:
+    """Rows at ``idx`` and the events of ``markets``."""
+    return FeatureBatch(batch.candles.take(idx), batch.names, batch.values[idx],
+                        [e for e in batch.events if e.market in markets])

@@ -1,0 +1,1 @@
+"""Ray Serve deployments (HTTP API, models, WebSocket feed)."""

@@ -1,0 +1,36 @@
+"""Stage metrics through ray.util.metrics (Ray dashboard / Prometheus); labels stay low-cardinality."""
+
+from __future__ import annotations
+
+from ray.util import metrics
+
+LATENCY_BOUNDARIES_MS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000]
+
+
+class StageMetrics:
+    """Events in/out, batch processing latency and queue depth of one shard of one stage."""
+
+    def __init__(self, stage: str, shard: int) -> None:
+        tags = {"stage": stage, "shard": str(shard)}
+        keys = ("stage", "shard")
+        self.events_in = metrics.Counter("crypto_intel_events_in", "rows received by a stage", keys)
+        self.events_out = metrics.Counter("crypto_intel_events_out", "rows emitted by a stage", keys)
+        self.batch_ms = metrics.Histogram("crypto_intel_batch_latency_ms", "time to process one batch",
+                                          LATENCY_BOUNDARIES_MS, keys)
+        self.queue_depth = metrics.Gauge("crypto_intel_queue_depth", "batches in flight downstream", keys)
+        for m in (self.events_in, self.events_out, self.batch_ms, self.queue_depth):
+            m.set_default_tags(tags)
+        self.totals = {"in": 0, "out": 0, "batches": 0, "busy_s": 0.0}
+
+    def record(self, n_in: int, n_out: int, seconds: float, depth: int) -> None:
+        if n_in:
+            self.events_in.inc(n_in)
+        if n_out:
+            self.events_out.inc(n_out)
+        self.batch_ms.observe(seconds * 1e3)
+        self.queue_depth.set(depth)
+        t = self.totals
+        t["in"] += n_in
+        t["out"] += n_out
+        t["batches"] += 1
+        t["busy_s"] += seconds

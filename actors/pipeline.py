@@ -1,0 +1,135 @@
+"""Builds the sharded actor topology on Ray and drives a source through it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import ray
+
+from actors.shard import StageShardActor
+from actors.sink import Sink
+from engine.config import STAGES, PipelineConfig
+from engine.pipeline import RunResult
+from engine.routing import partition
+from schemas.batches import CandleBatch
+
+SinkActor = ray.remote(Sink)
+
+
+def stage_groups(config: PipelineConfig) -> list[list[str]]:
+    """Stages per actor layer: one layer per stage, or all fused into one (operator chaining)."""
+    return [list(STAGES)] if config.fused else [[s] for s in STAGES]
+
+
+@dataclass
+class Topology:
+    """The actors of one pipeline: layers of shards (first = entry) and the sink."""
+
+    layers: list[list] = field(default_factory=list)
+    sink: object = None
+
+    def actors(self) -> list:
+        return [a for layer in self.layers for a in layer] + [self.sink]
+
+
+def build_topology(config: PipelineConfig, out_path: str | None = None, keep: bool = True) -> Topology:
+    """Create shard actors per layer and wire each to the next layer and the sink."""
+    opts = {"num_cpus": config.actor_cpus}
+    cfg = config.model_dump_json()
+    groups = stage_groups(config)
+    layers = []
+    for group in groups:
+        n = config.shards[group[0]]
+        layers.append([StageShardActor.options(name=None, **opts).remote(group, cfg, i) for i in range(n)])
+    sink = SinkActor.options(**opts).remote(len(layers[-1]), out_path, keep)
+    wiring = []
+    for k, layer in enumerate(layers):
+        nxt = layers[k + 1] if k + 1 < len(layers) else []
+        n_up = len(layers[k - 1]) if k else 1
+        wiring += [a.connect.remote(nxt, sink, n_up) for a in layer]
+    ray.get(wiring)
+    return Topology(layers, sink)
+
+
+class RayPipeline:
+    """Feeds micro-batches into the entry shards with bounded in-flight calls, then ends the stream."""
+
+    def __init__(self, config: PipelineConfig, out_path: str | None = None, keep: bool = True) -> None:
+        self.config = config
+        self.topology = build_topology(config, out_path, keep)
+        self.inflight: list = []
+        self.trades = 0
+        self.rows = 0
+
+    def send(self, batch, offsets: dict | None = None) -> None:
+        """Route one batch to the entry shards; blocks while too many calls are outstanding."""
+        entry = self.topology.layers[0]
+        batch.ts_init = time.time_ns()
+        if not isinstance(batch, CandleBatch):
+            self.trades += len(batch)
+        self.rows += len(batch)
+        for shard, part in partition(batch, len(entry)):
+            self.inflight.append(entry[shard].process.remote(part, offsets))
+        limit = self.config.max_in_flight * len(entry)
+        if len(self.inflight) > limit:
+            done, self.inflight = ray.wait(self.inflight, num_returns=len(self.inflight) - limit)
+            ray.get(done)
+
+    def tick(self) -> None:
+        """Let lingering buffers go out when the source is idle."""
+        from schemas.batches import TradeBatch
+        for actor in self.topology.layers[0]:
+            self.inflight.append(actor.process.remote(TradeBatch.empty()))
+
+    def finish(self, timeout_s: float = 600.0) -> RunResult:
+        """End the stream, wait until every stage flushed, and return what the sink collected."""
+        ray.get(self.inflight)
+        self.inflight = []
+        ray.get([a.end.remote() for a in self.topology.layers[0]])
+        sink = self.topology.sink
+        deadline = time.monotonic() + timeout_s
+        while not ray.get(sink.done.remote()):
+            if time.monotonic() > deadline:
+                raise TimeoutError("pipeline did not finish within the timeout")
+            time.sleep(0.01)
+        got = ray.get(sink.result.remote())
+        stats = ray.get([a.stats.remote() for a in self.topology.layers[0]])
+        result = RunResult(got["signals"], got["events"], got["candles"], self.trades)
+        result.stats = merge_operator_stats(stats)
+        return result.finish()
+
+    def status(self) -> dict:
+        return ray.get(self.topology.sink.status.remote())
+
+    def snapshot(self) -> list[list[bytes]]:
+        """Every shard's state and source offsets, layer by layer."""
+        return [ray.get([a.snapshot.remote() for a in layer]) for layer in self.topology.layers]
+
+    def shutdown(self) -> None:
+        for actor in self.topology.actors():
+            ray.kill(actor)
+
+
+def merge_operator_stats(stats: list[dict]) -> dict:
+    total: dict = {}
+    for s in stats:
+        for k, v in s.get("operator", {}).items():
+            if isinstance(v, (int, float)):
+                total[k] = total.get(k, 0) + v
+    return total
+
+
+def run_on_ray(batches: Iterable, config: PipelineConfig, progress: Callable[[int], None] | None = None
+               ) -> RunResult:
+    """Run a finite source through a fresh topology and tear it down."""
+    pipe = RayPipeline(config)
+    try:
+        for batch in batches:
+            pipe.send(batch)
+            if progress:
+                progress(len(batch))
+        return pipe.finish()
+    finally:
+        pipe.shutdown()

@@ -1,0 +1,80 @@
+"""The sink actor at the end of the pipeline: collects signals and events, tracks latency, writes files."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from schemas.batches import FeatureBatch
+from schemas.records import Signal
+
+
+class Sink:
+    """Receives the final stage's output; appends signals to a JSONL file when given one.
+
+    Signals arrive per shard in time order; the full stream in canonical order comes from
+    ``result()``. Latency samples are tick-ingest → arrival here, bounded in memory.
+    """
+
+    def __init__(self, n_upstream: int, out_path: str | None = None, keep: bool = True,
+                 latency_samples: int = 200_000) -> None:
+        self.n_upstream = n_upstream
+        self.ended = 0
+        self.keep = keep
+        self.signals: list[Signal] = []
+        self.events: list = []
+        self.recent: deque = deque(maxlen=1000)
+        self.candles = 0
+        self.n_signals = 0
+        self.latency_ms: deque = deque(maxlen=latency_samples)
+        self.last_event_ts = 0
+        self.file = None
+        if out_path:
+            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(out_path, "a", encoding="utf-8")
+
+    def push(self, signals: list[Signal], features: FeatureBatch | None, ts_init: int, sent_ns: int) -> None:
+        now = time.time_ns()
+        if ts_init:
+            self.latency_ms.append((now - ts_init) / 1e6)
+        if features is not None:
+            self.candles += len(features)
+            if len(features):
+                self.last_event_ts = max(self.last_event_ts, int(features.candles.close_ts.max()))
+            if self.keep:
+                self.events.extend(features.events)
+        self.n_signals += len(signals)
+        self.recent.extend(signals)
+        if self.keep:
+            self.signals.extend(signals)
+        if self.file is not None and signals:
+            for s in signals:
+                self.file.write(json.dumps(s.model_dump(mode="json"), sort_keys=True, separators=(",", ":")) + "\n")
+            self.file.flush()
+
+    def end(self) -> None:
+        self.ended += 1
+        if self.file is not None and self.ended >= self.n_upstream:
+            self.file.flush()
+
+    def done(self) -> bool:
+        return self.ended >= self.n_upstream
+
+    def result(self) -> dict:
+        return {"signals": self.signals, "events": self.events, "candles": self.candles}
+
+    def status(self) -> dict:
+        lat = np.array(self.latency_ms) if self.latency_ms else np.array([np.nan])
+        return {"candles": self.candles, "signals": self.n_signals, "last_event_ts": self.last_event_ts,
+                "latency_p50_ms": float(np.nanpercentile(lat, 50)), "latency_p99_ms": float(np.nanpercentile(lat, 99)),
+                "latency_n": len(self.latency_ms)}
+
+    def latencies(self) -> list[float]:
+        return list(self.latency_ms)
+
+    def recent_signals(self, n: int = 20) -> list[Signal]:
+        return list(self.recent)[-n:]

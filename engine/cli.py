@@ -1,0 +1,191 @@
+"""The ``crypto-intel`` command line: run, replay, indicators.
+
+Errors a user can fix (bad paths, columns, specs) exit with code 2 and one line saying what is
+wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from engine.config import STAGES, PipelineConfig
+from engine.errors import CryptoIntelError
+from engine.timeframes import parse_timeframe
+
+DEFAULT_OUT = Path("data/out")
+
+
+def _add_pipeline_args(p: argparse.ArgumentParser, timeframes: str = "1m") -> None:
+    p.add_argument("--timeframes", default=timeframes,
+                   help=f"comma-separated candle timeframes built from trades (default {timeframes})")
+    p.add_argument("--strategy", default="default", help="built-in strategy name or a TOML file (default: default)")
+    p.add_argument("--indicators", default="", help="extra indicator specs, e.g. \"macd:12:26:9,obv\"")
+    p.add_argument("--lateness", default="0s", help="accept out-of-order trades this late, e.g. 2s (default 0s)")
+    p.add_argument("--gaps", choices=["skip", "flag"], default="skip",
+                   help="empty buckets: absent (skip) or flagged candles with NaN prices (flag)")
+    p.add_argument("--swing", type=int, default=5, help="left/right bars confirming a swing (default 5)")
+    p.add_argument("--shards", type=int, default=1, help="shard actors per stage (default 1)")
+    p.add_argument("--fused", action="store_true", help="run all stages of a shard in one actor (lower latency)")
+    p.add_argument("--batch-size", type=int, default=8192, help="max rows per micro-batch (default 8192)")
+    p.add_argument("--market", default=None, help="market name for single-market files without a symbol column")
+
+
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    lateness = 0 if args.lateness in ("0", "0s") else parse_timeframe(args.lateness)
+    if args.shards < 1 or args.batch_size < 1:
+        raise CryptoIntelErrorArg("--shards and --batch-size must be at least 1")
+    try:
+        return PipelineConfig(
+            timeframes=tuple(t.strip() for t in args.timeframes.split(",") if t.strip()),
+            lateness_ns=lateness, gaps=args.gaps, strategy=args.strategy,
+            indicators=tuple(s for s in args.indicators.split(",") if s.strip()),
+            swing_left=args.swing, swing_right=args.swing, shards={s: args.shards for s in STAGES},
+            fused=args.fused, batch_size=args.batch_size)
+    except ValueError as e:
+        raise CryptoIntelErrorArg(str(e).splitlines()[-1] if "validation error" in str(e) else str(e)) from None
+
+
+class CryptoIntelErrorArg(CryptoIntelError, ValueError):
+    """A command-line value is unusable."""
+
+
+def _load_inputs(paths: list[str], market: str | None):
+    from engine.sources.files import load_any
+
+    batches = []
+    for p in paths:
+        batch, rejects = load_any(p, market=market)
+        kind = "candles" if batch.__class__.__name__ == "CandleBatch" else "trades"
+        print(f"loaded {len(batch):,} {kind} of {', '.join(batch.markets)} from {p}", file=sys.stderr)
+        if rejects.total:
+            print(f"  rejected {rejects.summary()}", file=sys.stderr)
+        batches.append(batch)
+    return batches
+
+
+def _check_strategy(config: PipelineConfig) -> None:
+    """Fail fast on a bad strategy or indicator spec, before any data or Ray starts."""
+    from engine.pipeline import build_operator
+    build_operator("indicators", config)
+    build_operator("signals", config)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from engine.pipeline import run_in_process
+    from engine.progress import Progress
+    from engine.sinks.jsonl import JsonlSink
+    from engine.sources.replay import Replay
+
+    config = _config(args)
+    _check_strategy(config)
+    inputs = _load_inputs(args.input, args.market)
+    total = sum(len(b) for b in inputs)
+    progress = Progress(total, "replay")
+    t0 = time.perf_counter()
+
+    def batches():
+        for b in Replay(inputs, batch_size=config.batch_size):
+            yield b
+            progress.advance(len(b))
+
+    if args.in_process:
+        result = run_in_process(batches(), config)
+    else:
+        from actors.pipeline import run_on_ray
+        from actors.runtime import start_ray, stop_ray
+        start_ray(dashboard=False)
+        try:
+            result = run_on_ray(batches(), config)
+        finally:
+            stop_ray()
+    elapsed = time.perf_counter() - t0
+    progress.draw()
+    progress.close()
+    with JsonlSink(args.out) as sink:
+        sink.write_many(result.signals)
+    if args.events_out:
+        with JsonlSink(args.events_out) as sink:
+            sink.write_many(result.events)
+    mode = "in-process" if args.in_process else f"ray, {args.shards} shard(s)/stage"
+    print(f"replayed {total:,} rows in {elapsed:.2f}s ({total / elapsed:,.0f} rows/s, {mode}); "
+          f"{result.candles:,} candles, {len(result.events):,} structure events, {len(result.signals):,} signals "
+          f"-> {args.out}", file=sys.stderr)
+    if result.stats.get("late"):
+        print(f"dropped {result.stats['late']:,} late trades", file=sys.stderr)
+    return 0
+
+
+def cmd_indicators(args: argparse.Namespace) -> int:
+    from engine.indicator_table import indicator_table
+
+    table = indicator_table(args.input, args.timeframe, args.indicators, market=args.market)
+    import pyarrow.parquet as pq
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, args.out)
+    print(f"wrote {table.num_rows:,} bars x {table.num_columns} columns to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from actors.live import run_live
+    return run_live(args, _config(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crypto-intel", description="Real-time crypto market intelligence on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="the main job: replay the bundled real sample live through the engine on Ray",
+                         description="Start a local Ray instance, replay the bundled real sample (or --input files) "
+                                     "in a loop at accelerated real time across several markets, and write "
+                                     "signals to --out-dir. Ctrl-C stops cleanly.")
+    run.add_argument("--input", nargs="+", default=None, help="trade/candle files (default: the bundled sample)")
+    run.add_argument("--speed", type=float, default=3600.0, help="replay speed, x real time (default 3600)")
+    run.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
+    run.add_argument("--out-dir", default=str(DEFAULT_OUT), help=f"where signals go (default {DEFAULT_OUT})")
+    run.add_argument("--dashboard-port", type=int, default=8265, help="Ray dashboard port on 127.0.0.1")
+    run.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    _add_pipeline_args(run)
+    run.set_defaults(func=cmd_run, batch_size=512)
+
+    replay = sub.add_parser("replay", help="replay files at maximum speed and write the signal stream",
+                            description="Replay trade or candle files as fast as possible through the pipeline "
+                                        "(on Ray, or --in-process) and write signals in canonical order.")
+    replay.add_argument("--input", nargs="+", required=True, help="Parquet, CSV or Feather files of trades or candles")
+    replay.add_argument("--out", required=True, help="signals JSON Lines file to write")
+    replay.add_argument("--events-out", default=None, help="also write structure events to this JSON Lines file")
+    replay.add_argument("--in-process", action="store_true", help="run without Ray, in this process")
+    _add_pipeline_args(replay)
+    replay.set_defaults(func=cmd_replay)
+
+    ind = sub.add_parser("indicators", help="compute indicators over a file of trades or candles",
+                         description="Build candles (from trades, or read candles) and add one column per "
+                                     "indicator output, named <name>_<params joined by _>.")
+    ind.add_argument("--input", required=True, help="Parquet, CSV or Feather file of trades or candles")
+    ind.add_argument("--timeframe", default="1m", help="candle timeframe (default 1m)")
+    ind.add_argument("--indicators", required=True,
+                     help="comma-separated specs, e.g. \"rsi:14,ema:20,macd:12:26:9,bbands:20:2,sar:0.02:0.2\"")
+    ind.add_argument("--out", required=True, help="Parquet file to write")
+    ind.add_argument("--market", default=None, help="market name when the file has no symbol column")
+    ind.set_defaults(func=cmd_indicators)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CryptoIntelError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"crypto-intel {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Key → slot bookkeeping shared by operators that keep vectorised per-key state."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class SlotMap:
+    """Assigns each key (e.g. ``(market, timeframe_ns)``) a stable row in the state arrays.
+
+    Freed slots are reused; the caller resets the state rows it frees.
+    """
+
+    def __init__(self) -> None:
+        self.slots: dict = {}
+        self.free: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def lookup(self, keys: list) -> np.ndarray:
+        """Slot of each key, allocating new ones in first-seen order."""
+        out = np.empty(len(keys), np.int64)
+        slots = self.slots
+        for i, key in enumerate(keys):
+            slot = slots.get(key)
+            if slot is None:
+                slot = self.free.pop() if self.free else len(slots) + len(self.free)
+                slots[key] = slot
+            out[i] = slot
+        return out
+
+    def release(self, key) -> int | None:
+        """Forget a key; return its slot so the caller can reset that row."""
+        slot = self.slots.pop(key, None)
+        if slot is not None:
+            self.free.append(slot)
+        return slot
+
+    def state(self) -> dict:
+        return {"slots": dict(self.slots), "free": list(self.free)}
+
+    def load(self, state: dict) -> None:
+        self.slots = dict(state["slots"])
+        self.free = list(state["free"])
+
+
+def row_keys(markets: list[str], market: np.ndarray, tf: np.ndarray) -> tuple[list, np.ndarray]:
+    """Distinct (market, tf) keys of a batch and, per row, the index of its key in that list."""
+    combined = np.stack([market.astype(np.int64), tf.astype(np.int64)], axis=1)
+    uniq, inverse = np.unique(combined, axis=0, return_inverse=True)
+    keys = [(markets[int(m)], int(t)) for m, t in uniq]
+    return keys, inverse.reshape(-1)
+
+
+def rounds(slots: np.ndarray) -> list[np.ndarray]:
+    """Split row indices into rounds where each slot appears at most once, preserving per-slot order.
+
+    Round r holds the r-th row of every slot, so one vectorised update per round advances many
+    keys by one bar while each key still sees its bars in order.
+    """
+    n = len(slots)
+    if n == 0:
+        return []
+    order = np.argsort(slots, kind="stable")
+    sorted_slots = slots[order]
+    starts = np.flatnonzero(np.r_[True, sorted_slots[1:] != sorted_slots[:-1]])
+    group_start = np.repeat(starts, np.diff(np.r_[starts, n]))
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - group_start
+    if rank.max() == 0:
+        return [np.arange(n)]
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.flatnonzero(np.diff(rank[by_rank])) + 1
+    return np.split(by_rank, bounds)

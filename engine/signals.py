@@ -1,0 +1,137 @@
+"""Signal operator: evaluates a strategy's rules on every closed bar, vectorised over a batch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.errors import ConfigError
+from engine.ids import stable_id
+from engine.keyed import SlotMap, row_keys
+from engine.operator import pack_state, unpack_state
+from engine.rules import Condition, Strategy
+from engine.timeframes import format_timeframe, parse_timeframe
+from schemas.batches import FeatureBatch
+from schemas.records import Signal
+
+CANDLE_FIELDS = ("open", "high", "low", "close", "volume", "vwap", "buy_volume", "sell_volume")
+OPERATOR_VERSIONS = {"candles": "1", "indicators": "1", "structure": "1", "signals": "1"}
+
+
+class SignalOperator:
+    """Keyed by (market, timeframe): remembers each column's previous value to detect crosses."""
+
+    name = "signals"
+    version = "1"
+
+    def __init__(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+        self.columns = sorted(strategy.columns())
+        self.col_index = {c: i for i, c in enumerate(self.columns)}
+        self.keys = SlotMap()
+        self.prev = np.full((0, len(self.columns)), np.nan)
+        self._tf_filter = {r.name: {parse_timeframe(t) for t in r.timeframes} for r in strategy.rules}
+        self.versions = {**OPERATOR_VERSIONS, "strategy": f"{strategy.name}@{strategy.version}"}
+
+    def _matrix(self, batch: FeatureBatch) -> np.ndarray:
+        c = batch.candles
+        cols = []
+        for name in self.columns:
+            if name in batch.names:
+                cols.append(batch.column(name))
+            elif name in CANDLE_FIELDS:
+                cols.append(getattr(c, name))
+            else:
+                raise ConfigError(f"strategy {self.strategy.name!r} reads column {name!r}, which the pipeline "
+                                  f"does not compute; available: {', '.join(batch.names + list(CANDLE_FIELDS))}")
+        return np.column_stack(cols) if cols else np.empty((len(c), 0))
+
+    def update(self, batch: FeatureBatch) -> list[Signal]:
+        c = batch.candles
+        live = np.flatnonzero(~c.gap)
+        if not len(live):
+            return []
+        cur = self._matrix(batch)[live]
+        keys, inverse = row_keys(c.markets, c.market, c.tf)
+        slots = self.keys.lookup(keys)[inverse][live]
+        if slots.max() >= len(self.prev):
+            grown = np.full((max(int(slots.max()) + 1, 2 * len(self.prev), 8), len(self.columns)), np.nan)
+            grown[: len(self.prev)] = self.prev
+            self.prev = grown
+        # previous value of each row: the row before it of the same key, else the stored state
+        order = np.argsort(slots, kind="stable")
+        s_sorted = slots[order]
+        first = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
+        prev_sorted = np.empty_like(cur)
+        prev_sorted[1:] = cur[order][:-1]
+        prev_sorted[first] = self.prev[s_sorted[first]]
+        prev = np.empty_like(cur)
+        prev[order] = prev_sorted
+        last = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+        self.prev[s_sorted[last]] = cur[order][last]
+        return self._fire(batch, live, cur, prev)
+
+    def _eval(self, cond: Condition, cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
+        a, pa = cur[:, self.col_index[cond.left]], prev[:, self.col_index[cond.left]]
+        if isinstance(cond.right, str):
+            b, pb = cur[:, self.col_index[cond.right]], prev[:, self.col_index[cond.right]]
+        else:
+            b = pb = np.float64(cond.right)
+        with np.errstate(invalid="ignore"):
+            return {">": lambda: a > b, "<": lambda: a < b, ">=": lambda: a >= b, "<=": lambda: a <= b,
+                    "crosses_above": lambda: (pa <= pb) & (a > b),
+                    "crosses_below": lambda: (pa >= pb) & (a < b)}[cond.op]()
+
+    def _reason(self, cond: Condition, cur_row: np.ndarray) -> str:
+        a = cur_row[self.col_index[cond.left]]
+        b = cur_row[self.col_index[cond.right]] if isinstance(cond.right, str) else cond.right
+        verb = {"crosses_above": "crossed above", "crosses_below": "crossed below"}.get(cond.op, cond.op)
+        right = f"{cond.right} ({b:.6g})" if isinstance(cond.right, str) else f"{b:g}"
+        return f"{cond.left} ({a:.6g}) {verb} {right}"
+
+    def _fire(self, batch: FeatureBatch, live: np.ndarray, cur: np.ndarray, prev: np.ndarray) -> list[Signal]:
+        c = batch.candles
+        close = c.close[live]
+        close_ts = c.close_ts[live]
+        out: list[Signal] = []
+        for r in self.strategy.rules:
+            hit = np.ones(len(live), bool)
+            tfs = self._tf_filter[r.name]
+            if tfs:
+                hit &= np.isin(c.tf[live], list(tfs))
+            for cond in r.when:
+                hit &= self._eval(cond, cur, prev)
+            for j in np.flatnonzero(hit):
+                row = live[j]
+                market, tf = c.markets[int(c.market[row])], format_timeframe(int(c.tf[row]))
+                price = float(close[j])
+                atr = cur[j, self.col_index[r.atr]] if r.atr in self.col_index else np.nan
+                sign = 1.0 if r.side == "buy" else -1.0
+                stop = price - sign * r.stop_atr * atr if r.stop_atr and np.isfinite(atr) else None
+                target = price + sign * r.target_atr * atr if r.target_atr and np.isfinite(atr) else None
+                out.append(Signal(
+                    id=stable_id(market, tf, int(close_ts[j]), r.name), market=market, timeframe=tf,
+                    ts=int(close_ts[j]), kind=r.name, side=r.side, strength=r.strength, price=price,
+                    stop=None if stop is None else float(stop), target=None if target is None else float(target),
+                    reasons=[self._reason(cond, cur[j]) for cond in r.when], source_versions=self.versions))
+        out.sort(key=signal_order)
+        return out
+
+    def flush(self) -> None:
+        return None
+
+    def snapshot(self) -> bytes:
+        return pack_state(self, {"strategy": self.strategy, "keys": self.keys.state(), "prev": self.prev.copy()})
+
+    def restore(self, data: bytes) -> None:
+        state = unpack_state(self, data)
+        self.__init__(state["strategy"])
+        self.keys.load(state["keys"])
+        self.prev = state["prev"].copy()
+
+    def reset(self) -> None:
+        self.__init__(self.strategy)
+
+
+def signal_order(s: Signal) -> tuple:
+    """The canonical order of a signal stream: by time, market, kind (then timeframe and id)."""
+    return (s.ts, s.market, s.kind, s.timeframe, s.id)

@@ -1,0 +1,29 @@
+"""Real inputs shared by the pipeline tests: trades of three markets and 5m candles of altcoins."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from engine.sources.files import load_any
+from tests.conftest import SHARED_DATA
+
+
+@lru_cache(maxsize=None)
+def real_inputs(small: bool = False) -> tuple:
+    """(TradeBatch | CandleBatch, ...) loaded from ../shared/data; ``small`` trims them for slow paths."""
+    trades = [SHARED_DATA / "trades" / "XRP_ETH-trades.parquet", SHARED_DATA / "trades" / "btcusdt-trades.parquet"]
+    candles = sorted((SHARED_DATA / "candles").glob("*_BTC-5m.feather"))[: 2 if small else 4]
+    out = []
+    for p in trades + candles:
+        batch, _ = load_any(str(p))
+        if small:
+            batch = batch.take(slice(0, 3000 if p in trades else 800))
+        out.append(batch)
+    return tuple(out)
+
+
+def signal_bytes(signals) -> bytes:
+    """The canonical serialised signal stream (what --out writes)."""
+    import json
+    return b"".join(json.dumps(s.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode() + b"\n"
+                    for s in signals)

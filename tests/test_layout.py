@@ -1,0 +1,48 @@
+"""Layout rules: engine/ operators stay pure (no Ray, no asyncio, no network); the cluster config parses."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+FORBIDDEN = {"ray", "asyncio", "aiohttp", "websockets", "socket", "asyncpg", "redis", "web3"}
+# the CLI is the one engine module allowed to start Ray (it imports actors lazily)
+ALLOWED = {"engine/cli.py"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_engine_is_pure() -> None:
+    offenders = {}
+    for path in (REPO / "engine").rglob("*.py"):
+        rel = path.relative_to(REPO).as_posix()
+        bad = (_imports(path) & (FORBIDDEN | {"actors", "serve"})) if rel not in ALLOWED else set()
+        if bad:
+            offenders[rel] = sorted(bad)
+    assert not offenders, f"engine modules importing Ray/I/O layers: {offenders}"
+
+
+def test_top_level_layout() -> None:
+    for name in ("engine", "actors", "serve", "rl", "schemas", "migrations", "deploy", "tests"):
+        assert (REPO / name).is_dir(), name
+    assert (REPO / "pyproject.toml").is_file()
+
+
+def test_ray_cluster_yaml_parses() -> None:
+    doc = yaml.safe_load((REPO / "ray_cluster.yaml").read_text())
+    assert doc["cluster_name"] and doc["provider"]["type"] == "local"
+    head = " ".join(doc["head_start_ray_commands"])
+    assert "--head" in head and "--port=6379" not in head  # 6379 belongs to Redis
+    assert doc["worker_start_ray_commands"]
