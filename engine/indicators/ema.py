@@ -41,7 +41,9 @@ class EMAState(Indicator):
         # warm-up accumulates the plain sum; at count == n it becomes the SMA seed
         summed = value + x
         seeded = np.where(count == n, summed / n, summed)
-        smoothed = (x - value) * self.alpha + value
+        # the same operations, in the same order, as lfilter's recursion in ``series``: both forms
+        # then agree bit for bit, which matters where EMAs are subtracted (MACD, TRIX)
+        smoothed = self.alpha * x - value * (self.alpha - 1.0)
         value = np.where(warm, seeded, smoothed)
         self.s["value"][slots] = value
         self.s["count"][slots] = count
@@ -55,7 +57,7 @@ class EMAState(Indicator):
         n = self.params[0]
         out = np.full(len(x), np.nan)
         if len(x) >= n:
-            seed = x[:n].sum() / n
+            seed = np.cumsum(x[:n])[-1] / n  # sequential, as the streaming warm-up sums
             out[n - 1] = seed
             out[n:] = linear_recursion(x[n:], self.alpha, seed)
         return out

@@ -9,6 +9,7 @@ from engine.errors import IndicatorSpecError
 from engine.indicators.base import Indicator
 
 _REGISTRY: dict[str, type[Indicator]] = {}
+_loaded = False
 
 
 def register(cls: type[Indicator]) -> type[Indicator]:
@@ -20,7 +21,9 @@ def register(cls: type[Indicator]) -> type[Indicator]:
 
 
 def _load_all() -> None:
+    global _loaded
     import engine.indicators as pkg
+    _loaded = True
     for mod in pkgutil.iter_modules(pkg.__path__):
         if mod.name not in ("base", "registry", "operator"):
             importlib.import_module(f"engine.indicators.{mod.name}")
@@ -28,7 +31,7 @@ def _load_all() -> None:
 
 def available() -> dict[str, type[Indicator]]:
     """All registered indicators by name."""
-    if not _REGISTRY:
+    if not _loaded:  # importing one indicator module must not hide the others
         _load_all()
     return dict(sorted(_REGISTRY.items()))
 

@@ -1,0 +1,35 @@
+"""Plus directional indicator: Wilder's +DM sum as a percentage of the true-range sum."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.indicators.base import Bars, Indicator, StateSpec
+from engine.indicators.registry import register
+from engine.indicators.windows import DirectionalSums, directional_indicators
+
+
+@register
+class PlusDI(Indicator):
+    """+DI as TA-Lib's PLUS_DI: 100 * sum(+DM) / sum(TR), Wilder sums over ``period`` bars."""
+
+    name = "plus_di"
+    defaults = (14,)
+    param_types = (int,)
+
+    def setup(self) -> None:
+        self.dm = DirectionalSums(self.params[0])
+        self.children = [self.dm]
+
+    def state_spec(self) -> StateSpec:
+        return {}
+
+    @property
+    def lookback(self) -> int:
+        return self.params[0]
+
+    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
+        return directional_indicators(self.dm.push(slots, bars))[0][:, None]
+
+    def batch(self, bars: Bars) -> np.ndarray:
+        return directional_indicators(self.dm.batch(bars))[0][:, None]
