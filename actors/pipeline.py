@@ -62,10 +62,13 @@ class RayPipeline:
         self.inflight: list = []
         self.trades = 0
         self.rows = 0
+        self.offsets: dict = {}
 
     def send(self, batch, offsets: dict | None = None) -> None:
         """Route one batch to the entry shards; blocks while too many calls are outstanding."""
         entry = self.topology.layers[0]
+        if offsets:
+            self.offsets.update(offsets)
         batch.ts_init = time.time_ns()
         if not isinstance(batch, CandleBatch):
             self.trades += len(batch)
@@ -104,8 +107,13 @@ class RayPipeline:
         return ray.get(self.topology.sink.status.remote())
 
     def snapshot(self) -> list[list[bytes]]:
-        """Every shard's state and source offsets, layer by layer."""
-        return [ray.get([a.snapshot.remote() for a in layer]) for layer in self.topology.layers]
+        """A consistent snapshot: drain layer by layer, then every shard's state with the source offsets
+        of the last batch sent (so all shards reflect exactly the same source position)."""
+        ray.get(self.inflight)
+        self.inflight = []
+        for layer in self.topology.layers:
+            ray.get([a.drain.remote() for a in layer])
+        return [ray.get([a.snapshot.remote(self.offsets) for a in layer]) for layer in self.topology.layers]
 
     def shutdown(self) -> None:
         for actor in self.topology.actors():

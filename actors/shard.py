@@ -92,8 +92,10 @@ class StageShard:
             return len(value)
         # last stage: signals plus the features they were computed from go to the sink
         signals = value or []
-        if self.sink is not None and (signals or emitted.features is not None):
-            features = emitted.features
+        features = emitted.features
+        if features is not None and not len(features) and not features.events:
+            features = None  # nothing closed: nothing to tell the sink
+        if self.sink is not None and (signals or features is not None):
             self._call(self.sink.push.remote(signals, features, ts_init, time.time_ns()))
         return len(signals)
 
@@ -118,8 +120,17 @@ class StageShard:
             self.inflight = deque(r for r in self.inflight if r not in done_set)
             ray.get(done)  # surface downstream errors here instead of losing them
 
-    def snapshot(self) -> bytes:
-        """All keys' state of this shard plus the source offsets it reflects."""
+    def drain(self) -> None:
+        """Send every buffered output and wait until downstream accepted all of it."""
+        self._send_buffers(force=True)
+        ray.get(list(self.inflight))
+        self.inflight.clear()
+
+    def snapshot(self, offsets: dict | None = None) -> bytes:
+        """All keys' state of this shard plus the source offsets it reflects (given by a coordinated
+        snapshot, which drains upstream first, or else the last offsets that reached this shard)."""
+        if offsets:
+            self.offsets = dict(offsets)
         return pickle.dumps({"stages": self.stages, "shard": self.shard, "offsets": dict(self.offsets),
                              "chain": self.chain.snapshot()}, protocol=5)
 

@@ -31,6 +31,7 @@ class Sink:
         self.candles = 0
         self.n_signals = 0
         self.latency_ms: deque = deque(maxlen=latency_samples)
+        self.delivery_ms: deque = deque(maxlen=latency_samples)  # ... until it reached this sink
         self.last_event_ts = 0
         self.file = None
         if out_path:
@@ -38,9 +39,10 @@ class Sink:
             self.file = open(out_path, "a", encoding="utf-8")
 
     def push(self, signals: list[Signal], features: FeatureBatch | None, ts_init: int, sent_ns: int) -> None:
-        now = time.time_ns()
+        # tick → signal: from the source handing the batch to Ray until the signal stage decided on it
         if ts_init:
-            self.latency_ms.append((now - ts_init) / 1e6)
+            self.latency_ms.append((sent_ns - ts_init) / 1e6)
+            self.delivery_ms.append((time.time_ns() - ts_init) / 1e6)
         if features is not None:
             self.candles += len(features)
             if len(features):
@@ -68,13 +70,15 @@ class Sink:
         return {"signals": self.signals, "events": self.events, "candles": self.candles}
 
     def status(self) -> dict:
-        lat = np.array(self.latency_ms) if self.latency_ms else np.array([np.nan])
+        p50 = p99 = float("nan")
+        if self.latency_ms:
+            p50, p99 = (float(x) for x in np.percentile(np.array(self.latency_ms), [50, 99]))
         return {"candles": self.candles, "signals": self.n_signals, "last_event_ts": self.last_event_ts,
-                "latency_p50_ms": float(np.nanpercentile(lat, 50)), "latency_p99_ms": float(np.nanpercentile(lat, 99)),
-                "latency_n": len(self.latency_ms)}
+                "latency_p50_ms": p50, "latency_p99_ms": p99, "latency_n": len(self.latency_ms)}
 
-    def latencies(self) -> list[float]:
-        return list(self.latency_ms)
+    def latencies(self) -> dict[str, list[float]]:
+        """Samples in ms: tick → signal decision, and tick → arrival at the sink."""
+        return {"decision": list(self.latency_ms), "delivery": list(self.delivery_ms)}
 
     def recent_signals(self, n: int = 20) -> list[Signal]:
         return list(self.recent)[-n:]

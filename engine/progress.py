@@ -9,7 +9,8 @@ import time
 class Progress:
     """Progress bar with rate for a known total, or a status line when total is None."""
 
-    def __init__(self, total: int | None, label: str = "", stream=sys.stderr, every_s: float = 0.25) -> None:
+    def __init__(self, total: int | None, label: str = "", stream=None, every_s: float = 0.25) -> None:
+        stream = stream or sys.stderr  # looked up at call time: tests and tools swap sys.stderr
         self.total, self.label, self.stream, self.every_s = total, label, stream, every_s
         self.done = 0
         self.start = time.monotonic()

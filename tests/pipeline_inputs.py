@@ -17,7 +17,7 @@ def real_inputs(small: bool = False) -> tuple:
     for p in trades + candles:
         batch, _ = load_any(str(p))
         if small:
-            batch = batch.take(slice(0, 3000 if p in trades else 800))
+            batch = batch.take(slice(0, 1500 if p in trades else 400))
         out.append(batch)
     return tuple(out)
 

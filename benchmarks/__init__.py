@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m benchmarks`` prints every figure with its reference measured in the same run."""

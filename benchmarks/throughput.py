@@ -1,0 +1,50 @@
+"""Pipeline throughput in trades/s: in-process, and through Ray with 1 and 2 shards per stage.
+
+100 markets of synthetic trades, batches of 8192, 1m candles, the default strategy.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from engine.config import PipelineConfig
+from engine.pipeline import run_in_process
+from engine.sources.synthetic import synthetic_trades
+
+N_TRADES = int(os.environ.get("BENCH_TRADES", 8_000_000))
+TARGET = 2_000_000
+
+
+def _batches(trades, size: int):
+    for start in range(0, len(trades), size):
+        yield trades.slice(start, start + size)
+
+
+def main() -> None:
+    from actors.pipeline import run_on_ray
+    from actors.runtime import start_ray, stop_ray
+
+    trades = synthetic_trades(n_markets=100, n_trades=N_TRADES, seed=7)
+    config = PipelineConfig(timeframes=("1m",), batch_size=8192)
+    print(f"{len(trades):,} synthetic trades, 100 markets, batch 8192, timeframes 1m, strategy default")
+
+    t0 = time.perf_counter()
+    ref = run_in_process(_batches(trades, 8192), config)
+    base = len(trades) / (time.perf_counter() - t0)
+    print(f"  in-process           {base:>12,.0f} trades/s   ({ref.candles:,} candles, {len(ref.signals):,} signals)")
+
+    start_ray(dashboard=False)
+    try:
+        for shards in (1, 2):
+            for fused in (False, True):
+                cfg = config.with_shards(shards).model_copy(update={"fused": fused})
+                t0 = time.perf_counter()
+                res = run_on_ray(_batches(trades, 8192), cfg)
+                rate = len(trades) / (time.perf_counter() - t0)
+                same = "identical" if [s.id for s in res.signals] == [s.id for s in ref.signals] else "DIFFERENT"
+                layout = "fused" if fused else "staged"
+                print(f"  ray {shards} shard(s) {layout:<7}{rate:>12,.0f} trades/s   ratio to in-process "
+                      f"{rate / base:.2f}  target {TARGET:,} {'met' if rate >= TARGET else 'NOT met'}  signals {same}")
+    finally:
+        stop_ray()
