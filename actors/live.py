@@ -64,7 +64,7 @@ def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
     print(f"replaying {len(inputs)} inputs at x{args.speed:g} real time; signals -> {signals_path}; "
           f"Ctrl-C stops", file=sys.stderr)
     pipe = RayPipeline(config, out_path=str(signals_path), keep=False)
-    replay = Replay(inputs, batch_size=config.batch_size, speed=args.speed, loop=True)
+    replay = Replay(inputs, batch_size=config.batch_size, speed=args.speed, loop=True, max_idle_s=1.0)
     t0 = last = time.monotonic()
     sent_at_last = 0
     source_ts = 0

@@ -101,6 +101,21 @@ def test_pacing_sleeps_by_event_time_over_speed():
     assert slept == pytest.approx([1.0, 1.0, 3.0])  # gaps of 2, 2 and 6 s at double speed
 
 
+def test_paced_batches_hold_only_rows_already_due():
+    """Live pacing never holds a due row back to fill a batch; idle stretches are capped."""
+    now = [0.0]
+    slept = []
+
+    def sleep(dt: float) -> None:
+        slept.append(dt)
+        now[0] += dt
+
+    a = trades("A", [0, 0, S, 2 * S, 2 * S, 500 * S])
+    out = list(Replay(a, batch_size=100, speed=1.0, max_idle_s=1.0, clock=lambda: now[0], sleep=sleep))
+    assert [len(b) for b in out] == [2, 1, 2, 1]
+    assert slept == pytest.approx([1.0, 1.0, 1.0])  # the 498 s gap is skipped down to 1 s
+
+
 def test_paths_load_and_empty_input():
     replay = Replay(sample_paths(), batch_size=4096)
     batches = list(replay)

@@ -23,7 +23,8 @@ DEFAULT_BUCKET_NS = 60_000_000_000  # loop spacing for trade-only input
 class Replay:
     """Iterator of TradeBatch / CandleBatch micro-batches of at most ``batch_size`` rows.
 
-    ``speed`` paces output at that multiple of real time (None: as fast as possible). With
+    ``speed`` paces output at that multiple of real time (None: as fast as possible); a paced batch
+    holds the rows due so far, and ``max_idle_s`` caps the wait across quiet stretches. With
     ``loop`` the data repeats forever, each round shifted by its span plus one bucket (and trade ids
     by their span) so event time and ids keep increasing. ``offset`` counts rows yielded so far,
     the batch just yielded included; ``Replay(..., start=offset)`` resumes after a checkpoint.
@@ -31,7 +32,7 @@ class Replay:
 
     def __init__(self, inputs: Iterable[TradeBatch | CandleBatch | str | Path] | TradeBatch | CandleBatch,
                  batch_size: int = 8192, speed: float | None = None, loop: bool = False, start: int = 0,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 max_idle_s: float | None = None, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         if batch_size < 1:
             raise ConfigError(f"replay: batch_size must be >= 1, got {batch_size}")
         if speed is not None and not speed > 0:
@@ -39,6 +40,7 @@ class Replay:
         if start < 0:
             raise ConfigError(f"replay: start offset must be >= 0, got {start}")
         self.batch_size, self.speed, self.loop, self.offset = batch_size, speed, loop, start
+        self.max_idle_s = max_idle_s
         self._clock, self._sleep = clock, sleep
         self.rejects = Rejects()
         self._trades, self._candles, src_t, src_c = self._collect(inputs)
@@ -85,14 +87,22 @@ class Replay:
             rnd, lo = divmod(self.offset, n)
             nxt = self._kind_change[np.searchsorted(self._kind_change, lo, side="right"):][:1]
             hi = min(lo + self.batch_size, int(nxt[0]) if len(nxt) else n)
-            batch = self._make(lo, hi, rnd)
             if self.speed is not None:
-                last = int(self._time[hi - 1]) + rnd * self.round_shift
+                # live pacing: wait for the next row's time, then send what is due (never hold rows back
+                # to fill a batch); idle stretches longer than max_idle_s are skipped
+                first = int(self._time[lo]) + rnd * self.round_shift
                 if wall0 is None:
-                    wall0, ev0 = self._clock(), int(self._time[lo]) + rnd * self.round_shift
-                delay = wall0 + (last - ev0) / 1e9 / self.speed - self._clock()
+                    wall0, ev0 = self._clock(), first
+                delay = wall0 + (first - ev0) / 1e9 / self.speed - self._clock()
+                if self.max_idle_s is not None and delay > self.max_idle_s:
+                    wall0 -= delay - self.max_idle_s
+                    delay = self.max_idle_s
                 if delay > 0:
                     self._sleep(delay)
+                now_ev = ev0 + (self._clock() - wall0) * self.speed * 1e9 - rnd * self.round_shift
+                due = int(np.searchsorted(self._time, now_ev, side="right"))
+                hi = max(lo + 1, min(hi, due))
+            batch = self._make(lo, hi, rnd)
             self.offset += hi - lo
             batch.ts_init = time.time_ns()
             yield batch
