@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
 from engine.indicators.windows import RollingWindow, rolling_max, rolling_min
 
@@ -43,9 +43,6 @@ class Aroon(Indicator):
         self.high = RollingWindow(self.params[0] + 1)
         self.low = RollingWindow(self.params[0] + 1)
         self.children = [self.high, self.low]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

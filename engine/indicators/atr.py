@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec
+from engine.indicators.base import Bars, Indicator
 from engine.indicators.ema import EMAState
 from engine.indicators.registry import register
 from engine.indicators.windows import PrevBar, ensure_capacity, shift, true_range
@@ -32,9 +32,6 @@ class ATR(Indicator):
         # seeded with the mean of the first n true ranges, then y += (tr - y) / n
         self.avg = EMAState(n, alpha=1.0 / n)
         self.children = [self.prev, self.avg]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

@@ -78,9 +78,9 @@ class Indicator(ABC):
     def setup(self) -> None:
         """Create child indicators (composition is explicit: MACD owns its EMAs)."""
 
-    @abstractmethod
     def state_spec(self) -> StateSpec:
-        """Arrays of per-slot state this indicator needs (its own, not its children's)."""
+        """Arrays of per-slot state this indicator needs (its own, not its children's); none by default."""
+        return {}
 
     @abstractmethod
     def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:

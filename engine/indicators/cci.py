@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
 from engine.indicators.windows import RollingWindow, near_zero
 
@@ -56,9 +56,6 @@ class CCI(Indicator):
     def setup(self) -> None:
         self.tp = RollingWindow(self.params[0])
         self.children = [self.tp]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.ema import EMAState
 from engine.indicators.registry import register
 from engine.indicators.windows import push_where, series_after_nan
@@ -22,9 +22,6 @@ class DEMA(Indicator):
         n = self.params[0]
         self.ema1, self.ema2 = EMAState(n), EMAState(n)
         self.children = [self.ema1, self.ema2]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
 from engine.indicators.windows import RollingWindow, rolling_max, rolling_min
 
@@ -29,9 +29,6 @@ class Donchian(Indicator):
         self.high = RollingWindow(self.params[0])
         self.low = RollingWindow(self.params[0])
         self.children = [self.high, self.low]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

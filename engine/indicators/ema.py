@@ -78,9 +78,6 @@ class EMA(Indicator):
         self.ema = EMAState(self.params[0])
         self.children = [self.ema]
 
-    def state_spec(self) -> StateSpec:
-        return {}
-
     @property
     def lookback(self) -> int:
         return self.params[0] - 1

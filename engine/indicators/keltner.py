@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.indicators.atr import ATR
-from engine.indicators.base import Bars, Indicator, StateSpec
+from engine.indicators.base import Bars, Indicator
 from engine.indicators.ema import EMAState
 from engine.indicators.registry import register
 
@@ -37,9 +37,6 @@ class Keltner(Indicator):
             self.ema = EMAState(ema_period)
         self.atr = ATR(atr_period, from_first_bar=self.from_first_bar)
         self.children = [self.ema, self.atr]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import IndicatorSpecError
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
 from engine.indicators.windows import RollingWindow
 
@@ -50,9 +50,6 @@ class LinRegSlope(Indicator):
         # first one: exact for nearby prices, that keeps the price level out of the cancellation.
         self.offsets = np.arange(n) - (n - 1) / 2
         self.denominator = n * (n * n - 1) / 12
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

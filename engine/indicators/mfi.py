@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
 from engine.indicators.windows import PrevBar, RollingSums, near_zero, running_sums, window_counts
 
@@ -43,9 +43,6 @@ class MFI(Indicator):
         self.prev = PrevBar()
         self.sums = RollingSums(self.params[0], 4)
         self.children = [self.prev, self.sums]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec
+from engine.indicators.base import Bars, Indicator
 from engine.indicators.registry import register
 from engine.indicators.windows import DirectionalSums, directional_indicators
 
@@ -20,9 +20,6 @@ class MinusDI(Indicator):
     def setup(self) -> None:
         self.dm = DirectionalSums(self.params[0])
         self.children = [self.dm]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.indicators.atr import ATR
-from engine.indicators.base import Bars, Indicator, StateSpec
+from engine.indicators.base import Bars, Indicator
 from engine.indicators.registry import register
 
 
@@ -26,9 +26,6 @@ class NATR(Indicator):
     def setup(self) -> None:
         self.atr = ATR(self.params[0])
         self.children = [self.atr]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
 from engine.indicators.windows import RollingWindow
 
@@ -27,9 +27,6 @@ class ROC(Indicator):
     def setup(self) -> None:
         self.closes = RollingWindow(self.params[0] + 1)  # oldest entry: the close n bars ago
         self.children = [self.closes]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

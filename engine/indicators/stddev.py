@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
 from engine.indicators.windows import RollingWindow, mean_pstd, sliding_mean_pstd
 
@@ -20,9 +20,6 @@ class StdDev(Indicator):
     def setup(self) -> None:
         self.window = RollingWindow(self.params[0])
         self.children = [self.window]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
 from engine.indicators.windows import RollingSum, RollingWindow, rolling_max, rolling_min, running_sums
 
@@ -32,9 +32,6 @@ class Stoch(Indicator):
         self.k_sum = RollingSum(slowk)
         self.d_sum = RollingSum(slowd)
         self.children = [self.high, self.low, self.k_sum, self.d_sum]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
 from engine.indicators.rsi import RSI
 from engine.indicators.windows import (RollingSums, RollingWindow, near_zero, rolling_max, rolling_min,
@@ -36,9 +36,6 @@ class StochRSI(Indicator):
         self.window = RollingWindow(fastk)
         self.d_sum = RollingSums(fastd)
         self.children = [self.rsi, self.window, self.d_sum]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

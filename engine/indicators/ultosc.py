@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
 from engine.indicators.windows import PrevBar, RollingSums, running_sums, true_range, window_counts
 
@@ -38,9 +38,6 @@ class UltOsc(Indicator):
         self.prev = PrevBar()
         self.sums = [RollingSums(p, 3) for p in sorted(self.params)]
         self.children = [self.prev, *self.sums]
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:

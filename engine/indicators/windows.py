@@ -313,9 +313,6 @@ class DirectionalSums(Indicator):
         self.sums = WilderSums(self.params[0], 3)
         self.children = [self.prev, self.sums]
 
-    def state_spec(self) -> StateSpec:
-        return {}
-
     @property
     def lookback(self) -> int:
         return self.params[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
 from engine.indicators.windows import RollingWindow
 
@@ -26,9 +26,6 @@ class WMA(Indicator):
         self.children = [self.window]
         self.weights = np.arange(1.0, n + 1)  # oldest first
         self.divisor = n * (n + 1) / 2
-
-    def state_spec(self) -> StateSpec:
-        return {}
 
     @property
     def lookback(self) -> int:
