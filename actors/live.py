@@ -24,10 +24,10 @@ def align_starts(batches: list) -> list:
     batches = [b for b in batches if len(b)]
     if not batches:
         return []
-    origin = min(start(b) for b in batches)
+    origin_day = min(start(b) for b in batches) // DAY_NS
     out = []
     for b in batches:
-        shift = (start(b) - origin) // DAY_NS * DAY_NS
+        shift = (start(b) // DAY_NS - origin_day) * DAY_NS
         if isinstance(b, CandleBatch):
             b = b.take(slice(None))
             b.open_ts = b.open_ts - shift

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+from tests.data_paths import REPO, SHARED_DATA  # noqa: F401  (re-exported for tests)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pyarrow.feather as feather
 
 from engine.indicators.base import Bars
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.data_paths import SHARED_DATA as DATA
 CANDLE_FILES = sorted((DATA / "candles").glob("*_BTC-5m.feather")) + [
     DATA / "candles" / "UNITTEST_BTC-30m.feather",
     DATA / "candles" / "futures" / "XRP_USDT_USDT-5m-futures.feather",

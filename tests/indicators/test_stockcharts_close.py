@@ -6,16 +6,15 @@ half-unit of that rounding plus a small margin for our own float error (~1e-14 h
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from engine.indicators.base import Bars
+from tests.data_paths import SHARED_DATA
 from engine.indicators.registry import available, parse_spec
 from tests.indicators.contract import assert_close
 
-SHEETS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "indicators" / "stockcharts"
+SHEETS = SHARED_DATA / "indicators" / "stockcharts"
 HALF_UNIT_6DP = 0.5e-6
 
 
