@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.data_paths import REPO, SHARED_DATA  # noqa: F401  (re-exported for tests)
+from tests.data_paths import SHARED_DATA
 
 
 @pytest.fixture(scope="session")

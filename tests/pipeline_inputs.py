@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from engine.sources.files import load_any
-from tests.conftest import SHARED_DATA
+from tests.data_paths import SHARED_DATA
 
 
 @lru_cache(maxsize=None)

@@ -14,7 +14,7 @@ import pytest
 import talib
 
 from engine.cli import main
-from tests.conftest import SHARED_DATA
+from tests.data_paths import SHARED_DATA
 
 TRADES = SHARED_DATA / "trades" / "XRP_ETH-trades.parquet"
 SPEC = ("rsi:14,ema:20,macd:12:26:9,bbands:20:2,atr:14,adx:14,stoch:14:3:3,obv,mfi:14,cci:20,willr:14,"
