@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 
+from engine.candles import CandleAggregator
 from engine.config import PipelineConfig
 from engine.pipeline import run_in_process
 from engine.sources.synthetic import synthetic_trades
@@ -39,7 +40,14 @@ def _timed_ray_run(trades, config):
 def main() -> None:
     from actors.runtime import start_ray, stop_ray
 
+    t0 = time.perf_counter()
     trades = synthetic_trades(n_markets=100, n_trades=N_TRADES, seed=7)
+    print(f"synthetic source: {len(trades) / (time.perf_counter() - t0):,.0f} trades/s generated")
+    agg = CandleAggregator(["1m", "5m", "15m", "1h", "4h", "1d"])
+    t0 = time.perf_counter()
+    for batch in _batches(trades, 8192):
+        agg.update(batch)
+    print(f"candle aggregator alone (6 timeframes): {len(trades) / (time.perf_counter() - t0):,.0f} trades/s")
     config = PipelineConfig(timeframes=("1m",), batch_size=8192)
     print(f"{len(trades):,} synthetic trades, 100 markets, batch 8192, timeframes 1m, strategy default")
 

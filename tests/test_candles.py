@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pyarrow.feather as feather
@@ -309,15 +308,3 @@ def test_bad_configuration_is_refused(kw):
 def test_unclean_trades_are_refused_with_a_hint():
     with pytest.raises(InputError, match="clean_trades"):
         CandleAggregator(["1m"]).update(trades_of((T0, float("nan"), 1.0, 1)))
-
-
-@pytest.mark.slow
-def test_throughput_100_markets_batches_of_8192():
-    trades = synthetic_trades(100, 2_000_000, 1, start_ns=T0)
-    batches = [trades.slice(i, i + 8192) for i in range(0, len(trades), 8192)]
-    agg = CandleAggregator(["1m", "5m", "15m", "1h", "4h", "1d"])
-    t0 = time.perf_counter()
-    for b in batches:
-        agg.update(b)
-    rate = len(trades) / (time.perf_counter() - t0)
-    assert rate > 2e6, f"{rate:,.0f} trades/s"

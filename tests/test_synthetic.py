@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -50,10 +49,3 @@ def test_zero_trades_and_bad_arguments():
         synthetic_trades(0, 10, 1)
     with pytest.raises(ConfigError):
         synthetic_trades(1, 10, 1, mean_rate_per_s=0)
-
-
-@pytest.mark.slow
-def test_ten_million_trades_in_seconds():
-    t0 = time.perf_counter()
-    b = synthetic_trades(100, 10_000_000, 9)
-    assert len(b) == 10_000_000 and time.perf_counter() - t0 < 8.0
