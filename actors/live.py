@@ -54,7 +54,7 @@ def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
 
     _check_strategy(config)
     paths = args.input or [str(p) for p in sample_paths()]
-    inputs = align_starts(_load_inputs(paths, args.market))
+    inputs = align_starts(_load_inputs(paths, args.market, args.columns))
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     signals_path = out_dir / "signals.jsonl"

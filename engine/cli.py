@@ -30,7 +30,13 @@ def _add_pipeline_args(p: argparse.ArgumentParser, timeframes: str = "1m") -> No
     p.add_argument("--shards", type=int, default=1, help="shard actors per stage (default 1)")
     p.add_argument("--fused", action="store_true", help="run all stages of a shard in one actor (lower latency)")
     p.add_argument("--batch-size", type=int, default=8192, help="max rows per micro-batch (default 8192)")
+    _add_input_args(p)
+
+
+def _add_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--market", default=None, help="market name for single-market files without a symbol column")
+    p.add_argument("--columns", default=None, metavar="FIELD=COLUMN,...",
+                   help="name input columns the reader does not recognise, e.g. timestamp=time,price=px,size=qty")
 
 
 def _config(args: argparse.Namespace) -> PipelineConfig:
@@ -52,12 +58,14 @@ class CryptoIntelErrorArg(CryptoIntelError, ValueError):
     """A command-line value is unusable."""
 
 
-def _load_inputs(paths: list[str], market: str | None):
+def _load_inputs(paths: list[str], market: str | None, columns: str | None = None):
+    from engine.sources.columns import parse_column_map
     from engine.sources.files import load_any
 
+    mapping = parse_column_map(columns)
     batches = []
     for p in paths:
-        batch, rejects = load_any(p, market=market)
+        batch, rejects = load_any(p, market=market, columns=mapping)
         kind = "candles" if batch.__class__.__name__ == "CandleBatch" else "trades"
         print(f"loaded {len(batch):,} {kind} of {', '.join(batch.markets)} from {p}", file=sys.stderr)
         if rejects.total:
@@ -81,7 +89,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     config = _config(args)
     _check_strategy(config)
-    inputs = _load_inputs(args.input, args.market)
+    inputs = _load_inputs(args.input, args.market, args.columns)
     total = sum(len(b) for b in inputs)
     progress = Progress(total, "replay")
     t0 = time.perf_counter()
@@ -121,7 +129,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_indicators(args: argparse.Namespace) -> int:
     from engine.indicator_table import indicator_table
 
-    table = indicator_table(args.input, args.timeframe, args.indicators, market=args.market)
+    from engine.sources.columns import parse_column_map
+
+    table = indicator_table(args.input, args.timeframe, args.indicators, market=args.market,
+                            columns=parse_column_map(args.columns))
     import pyarrow.parquet as pq
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, args.out)
@@ -169,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     ind.add_argument("--indicators", required=True,
                      help="comma-separated specs, e.g. \"rsi:14,ema:20,macd:12:26:9,bbands:20:2,sar:0.02:0.2\"")
     ind.add_argument("--out", required=True, help="Parquet file to write")
-    ind.add_argument("--market", default=None, help="market name when the file has no symbol column")
+    _add_input_args(ind)
     ind.set_defaults(func=cmd_indicators)
     return parser
 

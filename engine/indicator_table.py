@@ -14,10 +14,11 @@ from engine.timeframes import parse_timeframe
 from schemas.batches import CandleBatch
 
 
-def candles_for(path: str, timeframe: str, market: str | None = None) -> CandleBatch:
+def candles_for(path: str, timeframe: str, market: str | None = None,
+                columns: dict[str, str] | None = None) -> CandleBatch:
     """Candles of ``timeframe`` from a trades file (aggregated) or a candles file (must match)."""
     tf_ns = parse_timeframe(timeframe)
-    batch, _rejects = load_any(path, market=market)
+    batch, _rejects = load_any(path, market=market, columns=columns)
     if isinstance(batch, CandleBatch):
         tfs = set(int(t) for t in np.unique(batch.tf))
         if tfs != {tf_ns}:
@@ -30,10 +31,11 @@ def candles_for(path: str, timeframe: str, market: str | None = None) -> CandleB
     return CandleBatch.concat([agg.update(batch), agg.flush()])
 
 
-def indicator_table(path: str, timeframe: str, specs: str, market: str | None = None) -> pa.Table:
+def indicator_table(path: str, timeframe: str, specs: str, market: str | None = None,
+                    columns: dict[str, str] | None = None) -> pa.Table:
     """Arrow table: candle columns then one column per indicator output, per market in time order."""
     indicators = parse_specs(specs)  # validate specs before reading data
-    candles = candles_for(path, timeframe, market)
+    candles = candles_for(path, timeframe, market, columns)
     order = np.lexsort((candles.open_ts, candles.market))
     candles = candles.take(order)
     names = [c for ind in indicators for c in ind.column_names()]

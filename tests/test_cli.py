@@ -91,3 +91,19 @@ def test_run_main_job_on_bundled_sample(tmp_path: Path) -> None:
     signals = (tmp_path / "out" / "signals.jsonl").read_text().splitlines()
     assert len(signals) > 0, proc.stderr[-3000:]
     assert json.loads(signals[0])["reasons"]
+
+
+def test_columns_option_maps_unusual_names(tmp_path: Path, capsys) -> None:
+    odd = tmp_path / "odd.csv"
+    rows = "\n".join(f"{1_600_000_000_000 + i * 1000},{1.0 + (i % 7) * 0.01},{1 + i % 3}" for i in range(300))
+    odd.write_text("when,px_last,lots\n" + rows + "\n")
+    out = tmp_path / "o.parquet"
+    argv = ["indicators", "--input", str(odd), "--indicators", "sma:5", "--timeframe", "1m", "--out", str(out),
+            "--market", "ODD"]
+    assert main(argv) == 2
+    assert "--columns" in capsys.readouterr().err
+    assert main(argv + ["--columns", "timestamp=when,price=px_last,size=lots"]) == 0
+    table = pq.read_table(out)
+    buckets = len({(1_600_000_000_000 + i * 1000) // 60_000 for i in range(300)})
+    assert table.num_rows == buckets and table.column("market").to_pylist() == ["ODD"] * buckets
+    assert main(argv + ["--columns", "timestamp"]) == 2

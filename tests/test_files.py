@@ -170,7 +170,7 @@ def test_explicit_column_mapping_and_clear_errors(tmp_path):
     with pytest.raises(InputError) as e:
         load_trades(path)
     msg = str(e.value)
-    assert "['when', 'px_last', 'lots']" in msg and "columns=" in msg and "timestamp" in msg
+    assert "['when', 'px_last', 'lots']" in msg and "--columns" in msg and "timestamp" in msg
     batch, _ = load_trades(path, market="ODD", columns={"timestamp": "when", "price": "px_last", "size": "lots"})
     assert batch.ts.tolist() == [T, T + S] and batch.markets == ["ODD"]
     with pytest.raises(InputError, match="does not have"):

@@ -52,11 +52,11 @@ def resolve(found: list[str], fields: dict[str, tuple[str, ...]], required: tupl
     mapping: dict[str, str] = {}
     for field, column in (overrides or {}).items():
         if field not in fields:
-            raise InputError(f"{source}: columns= names unknown field {field!r}; {what} fields are "
+            raise InputError(f"{source}: --columns names unknown field {field!r}; {what} fields are "
                              f"{sorted(fields)}")
         actual = column if column in found else by_lower.get(str(column).strip().lower())
         if actual is None:
-            raise InputError(f"{source}: columns= maps {field!r} to {column!r}, which the file does not have; "
+            raise InputError(f"{source}: --columns maps {field!r} to {column!r}, which the file does not have; "
                              f"its columns are {found}")
         mapping[field] = actual
     for field, names in fields.items():
@@ -67,9 +67,9 @@ def resolve(found: list[str], fields: dict[str, tuple[str, ...]], required: tupl
     missing = [f for f in required if f not in mapping]
     if missing:
         hints = "; ".join(f"{f}: one of {list(fields[f])}" for f in missing)
-        example = ", ".join(f"'{f}': '<column>'" for f in missing)
+        example = ",".join(f"{f}=<column>" for f in missing)
         raise InputError(f"{source}: cannot read {what}: no column for {missing}. Found columns {found}. "
-                         f"Looked for {hints}. Pass columns={{{example}}} to name them.")
+                         f"Looked for {hints}. Name them with --columns {example}.")
     return mapping
 
 
@@ -97,3 +97,17 @@ def market_from_path(path: Path) -> str:
     stem = name.rsplit(".", 1)[0]
     head = re.split(r"[-\s]", stem, maxsplit=1)[0] or stem
     return head.upper()
+
+
+def parse_column_map(text: str | None) -> dict[str, str] | None:
+    """``"timestamp=time,price=px"`` -> {"timestamp": "time", "price": "px"} (the --columns option)."""
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        field, sep, column = part.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise InputError(f"--columns {text!r}: write FIELD=COLUMN pairs separated by commas, "
+                             "e.g. timestamp=time,price=px,size=qty")
+        out[field.strip()] = column.strip()
+    return out

@@ -55,7 +55,7 @@ def load_any(path: str | Path, market: str | None = None, columns: Columns = Non
         return trades_from_table(table, name, columns, rejects, rows, str(path))
     raise InputError(f"{path}: holds neither trades nor candles; found columns {table.column_names}. Trades "
                      "need timestamp, price and amount/size columns; candles need timestamp, open, high, low "
-                     "and close. Pass columns={'price': '<column>', ...} if they go by other names.")
+                     "and close. Name them with --columns price=<column>,... if they go by other names.")
 
 
 def trades_from_table(table: pa.Table, market: str, columns: Columns = None, rejects: Rejects | None = None,
