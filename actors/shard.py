@@ -71,9 +71,11 @@ class StageShard:
         self.ended += 1
         if self.ended < self.n_upstream:
             return
+        t0 = time.perf_counter()
         emitted = self.chain.flush()
-        self._emit(emitted, 0)
+        n_out = self._emit(emitted, 0)
         self._send_buffers(force=True)
+        self.metrics.record(0, n_out, time.perf_counter() - t0, len(self.inflight))
         targets = self.downstream or ([self.sink] if self.sink is not None else [])
         for actor in targets:
             self.inflight.append(actor.end.remote())

@@ -77,3 +77,23 @@ def test_shard_snapshots_carry_state_and_offsets(ray_local) -> None:
                 got += restored.chain.update(part).value
                 want += original.chain.update(part).value
     assert want and [s.id for s in got] == [s.id for s in want]
+
+
+def test_stage_metrics_count_every_row(ray_local) -> None:
+    import ray
+
+    inputs = list(real_inputs(True))
+    pipe = RayPipeline(CONFIG.with_shards(2))
+    try:
+        for batch in Replay(inputs, batch_size=1024):
+            pipe.send(batch)
+        result = pipe.finish()
+        layers = [ray.get([a.stats.remote() for a in layer]) for layer in pipe.topology.layers]
+    finally:
+        pipe.shutdown()
+    assert sum(s["in"] for s in layers[0]) == sum(len(b) for b in inputs)
+    # every candle the first stage emitted reached the indicator stage, and on to the signal stage
+    assert sum(s["out"] for s in layers[0]) == sum(s["in"] for s in layers[1]) == result.candles
+    assert sum(s["in"] for s in layers[3]) == result.candles
+    assert sum(s["out"] for s in layers[3]) == len(result.signals)
+    assert all(s["batches"] > 0 and s["busy_s"] > 0 for layer in layers for s in layer)

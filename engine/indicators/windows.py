@@ -119,8 +119,11 @@ def running_sums(x: np.ndarray, n: int) -> np.ndarray:
     pairs = np.empty((len(x), 2, *x.shape[1:]))
     pairs[:, 0] = x
     pairs[:n, 1] = -0.0  # the streaming buffer starts at 0.0; adding -0.0 equals subtracting 0.0
-    pairs[n:, 1] = -x[:-n]
-    return np.cumsum(pairs.reshape(2 * len(x), *x.shape[1:]), axis=0)[1::2]
+    np.negative(x[:max(len(x) - n, 0)], out=pairs[n:, 1])
+    # accumulated in place (no second full-length buffer); the odd rows are the window sums
+    flat = pairs.reshape(2 * len(x), *x.shape[1:])
+    np.cumsum(flat, axis=0, out=flat)
+    return pairs[:, 1]
 
 
 def wilder_sums(x: np.ndarray, n: int) -> np.ndarray:
