@@ -76,6 +76,8 @@ def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
             pipe.send(batch, {"replay": replay.offset})
             now = time.monotonic()
             if now - last >= 1.0:
+                if config.linger_ms:
+                    pipe.tick()  # lingering partial batches go out even when the source is quiet
                 st = pipe.status()
                 rate = (pipe.rows - sent_at_last) / (now - last)
                 lag_s = (source_ts - st["last_event_ts"]) / 1e9 if st["last_event_ts"] else float("nan")

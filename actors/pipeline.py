@@ -12,7 +12,7 @@ from actors.shard import StageShardActor
 from actors.sink import Sink
 from engine.config import STAGES, PipelineConfig
 from engine.pipeline import RunResult
-from engine.routing import partition
+from engine.routing import merge, partition
 from schemas.batches import CandleBatch
 
 SinkActor = ray.remote(Sink)
@@ -63,18 +63,44 @@ class RayPipeline:
         self.trades = 0
         self.rows = 0
         self.offsets: dict = {}
+        self.buffers: dict[int, list] = {}
+        self.buffer_since: float | None = None
 
     def send(self, batch, offsets: dict | None = None) -> None:
-        """Route one batch to the entry shards; blocks while too many calls are outstanding."""
-        entry = self.topology.layers[0]
+        """Route one batch to the entry shards; blocks while too many calls are outstanding.
+
+        Parts wait per shard until ``batch_size`` rows or ``linger_ms`` (0: sent at once), so a
+        shard of a many-shard layout still gets full-sized batches.
+        """
         if offsets:
             self.offsets.update(offsets)
-        batch.ts_init = time.time_ns()
+        batch.ts_init = batch.ts_init or time.time_ns()
         if not isinstance(batch, CandleBatch):
             self.trades += len(batch)
         self.rows += len(batch)
-        for shard, part in partition(batch, len(entry)):
-            self.inflight.append(entry[shard].process.remote(part, offsets))
+        for shard, part in partition(batch, len(self.topology.layers[0])):
+            buf = self.buffers.get(shard)
+            if buf and type(buf[0]) is not type(part):
+                self._flush_shard(shard)  # a call carries one kind of batch
+            self.buffers.setdefault(shard, []).append(part)
+        if self.buffer_since is None:
+            self.buffer_since = time.monotonic()
+        self._flush(force=False)
+
+    def _flush(self, force: bool) -> None:
+        lingered = self.buffer_since is not None and \
+            (time.monotonic() - self.buffer_since) * 1e3 >= self.config.linger_ms
+        for shard in list(self.buffers):
+            if force or lingered or sum(len(b) for b in self.buffers[shard]) >= self.config.batch_size:
+                self._flush_shard(shard)
+        if not self.buffers:
+            self.buffer_since = None
+
+    def _flush_shard(self, shard: int) -> None:
+        parts = self.buffers.pop(shard)
+        part = merge(parts)
+        entry = self.topology.layers[0]
+        self.inflight.append(entry[shard].process.remote(part, dict(self.offsets) or None))
         limit = self.config.max_in_flight * len(entry)
         if len(self.inflight) > limit:
             done, self.inflight = ray.wait(self.inflight, num_returns=len(self.inflight) - limit)
@@ -83,11 +109,13 @@ class RayPipeline:
     def tick(self) -> None:
         """Let lingering buffers go out when the source is idle."""
         from schemas.batches import TradeBatch
+        self._flush(force=False)
         for actor in self.topology.layers[0]:
             self.inflight.append(actor.process.remote(TradeBatch.empty()))
 
     def finish(self, timeout_s: float = 600.0) -> RunResult:
         """End the stream, wait until every stage flushed, and return what the sink collected."""
+        self._flush(force=True)
         ray.get(self.inflight)
         self.inflight = []
         ray.get([a.end.remote() for a in self.topology.layers[0]])
@@ -109,6 +137,7 @@ class RayPipeline:
     def snapshot(self) -> list[list[bytes]]:
         """A consistent snapshot: drain layer by layer, then every shard's state with the source offsets
         of the last batch sent (so all shards reflect exactly the same source position)."""
+        self._flush(force=True)
         ray.get(self.inflight)
         self.inflight = []
         for layer in self.topology.layers:

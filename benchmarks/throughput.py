@@ -48,8 +48,10 @@ def main() -> None:
     for batch in _batches(trades, 8192):
         agg.update(batch)
     print(f"candle aggregator alone (6 timeframes): {len(trades) / (time.perf_counter() - t0):,.0f} trades/s")
-    config = PipelineConfig(timeframes=("1m",), batch_size=8192)
-    print(f"{len(trades):,} synthetic trades, 100 markets, batch 8192, timeframes 1m, strategy default")
+    # replay settings: full micro-batches per hop, waiting up to 50 ms for one to fill
+    config = PipelineConfig(timeframes=("1m",), batch_size=8192, linger_ms=50.0)
+    print(f"{len(trades):,} synthetic trades, 100 markets, batch 8192 (linger 50 ms), timeframes 1m, "
+          "strategy default")
 
     t0 = time.perf_counter()
     ref = run_in_process(_batches(trades, 8192), config)

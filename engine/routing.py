@@ -41,14 +41,20 @@ def partition(batch, n: int) -> list[tuple[int, object]]:
 
 
 def merge(batches: list):
-    """Concatenate batches of one type (used when lingering outputs are sent on together)."""
+    """Concatenate batches of one type (lingering parts sent on together); the merged batch keeps the
+    oldest ingest stamp, so latency counts from the row that waited longest."""
     if len(batches) == 1:
         return batches[0]
     first = batches[0]
     if isinstance(first, TradeBatch):
-        return TradeBatch.concat(batches)
-    if isinstance(first, CandleBatch):
-        return CandleBatch.concat(batches)
-    if isinstance(first, FeatureBatch):
-        return concat_features(batches)
-    raise TypeError(f"cannot merge batches of type {type(first).__name__}")
+        out = TradeBatch.concat(batches)
+        out.ts_init = min(b.ts_init for b in batches)
+    elif isinstance(first, CandleBatch):
+        out = CandleBatch.concat(batches)
+        out.ts_init = min(b.ts_init for b in batches)
+    elif isinstance(first, FeatureBatch):
+        out = concat_features(batches)
+        out.candles.ts_init = min(b.candles.ts_init for b in batches)
+    else:
+        raise TypeError(f"cannot merge batches of type {type(first).__name__}")
+    return out

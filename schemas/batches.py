@@ -181,9 +181,10 @@ class FeatureBatch:
 
 def concat_features(batches: list[FeatureBatch]) -> FeatureBatch:
     """Concatenate feature batches that carry the same columns."""
-    batches = [b for b in batches if len(b) or b.events]
-    if len(batches) == 1:
-        return batches[0]
+    kept = [b for b in batches if len(b) or b.events]
+    if len(kept) <= 1:
+        return kept[0] if kept else batches[0]
+    batches = kept
     names = batches[0].names
     for b in batches:
         if b.names != names:

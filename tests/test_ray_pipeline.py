@@ -37,6 +37,14 @@ def test_fused_layout_matches(ray_local, reference: bytes, shards: int) -> None:
     assert signal_bytes(result.signals) == reference
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_lingering_micro_batches_match(ray_local, reference: bytes, fused: bool) -> None:
+    """Parts held back and merged (max batch size + linger) change nothing in the output."""
+    config = CONFIG.with_shards(2).model_copy(update={"fused": fused, "batch_size": 4096, "linger_ms": 30.0})
+    result = run_on_ray(Replay(list(real_inputs(True)), batch_size=256), config)
+    assert signal_bytes(result.signals) == reference
+
+
 def test_shard_snapshots_carry_state_and_offsets(ray_local) -> None:
     """Every shard snapshots its keys with the source offsets they reflect; a restored shard continues
     exactly as the original would."""

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
-from engine.indicators.windows import RollingWindow, rolling_max, rolling_min
+from engine.indicators.windows import RollingWindow
 
 
 def _aroon(since_low: np.ndarray, since_high: np.ndarray, n: int) -> np.ndarray:
@@ -22,12 +21,32 @@ def _bars_since(extreme: np.ndarray, windows: np.ndarray) -> np.ndarray:
     return (windows[:, ::-1] == extreme[:, None]).argmax(axis=1)
 
 
-def _bars_since_batch(x: np.ndarray, extreme: np.ndarray) -> np.ndarray:
-    """Batch twin of _bars_since for every window of n + 1: the offsets d = 0..n are rows of a
-    (n + 1, windows) view, so argmax runs down short columns instead of along many short rows."""
-    m = len(extreme)
-    lagged = sliding_window_view(x, m)[::-1]  # row d: the value d bars before each window's end
-    return (lagged == extreme).argmax(axis=0)
+def _bars_since_batch(x: np.ndarray, size: int, later_wins: np.ufunc) -> np.ndarray:
+    """Batch twin of _bars_since for every window of ``size`` values: bars since the window's
+    latest extreme, where ``later_wins(later, earlier)`` (np.greater_equal for highs, np.less_equal
+    for lows) says a later value is at least as extreme.
+
+    Doubling: the extreme of windows of 1, 2, 4, ... values with the index of its latest
+    occurrence, merging neighbours (ties go to the later half), then two overlapping windows
+    cover ``size``. About log2(size) rounds of a few whole-array ops."""
+    count = len(x) - size + 1
+    pick = np.maximum if later_wins is np.greater_equal else np.minimum  # equal ties: same value
+    value, index, width = x, np.arange(len(x)), 1
+    while 2 * width <= size:
+        later, earlier = value[width:], value[:-width]
+        take = later_wins(later, earlier)
+        first = index[:-width]
+        index = first + take * (index[width:] - first)
+        value = pick(later, earlier)
+        width *= 2
+    if width < size:
+        shift = size - width
+        later, earlier = value[shift:shift + count], value[:count]
+        first = index[:count]
+        index = first + later_wins(later, earlier) * (index[shift:shift + count] - first)
+    else:
+        index = index[:count]
+    return np.arange(size - 1, size - 1 + count) - index
 
 
 @register
@@ -61,7 +80,7 @@ class Aroon(Indicator):
         n = self.params[0]
         out = nan_out(len(bars), 2)
         if len(bars) > n:
-            since_low = _bars_since_batch(bars.low, rolling_min(bars.low, n + 1))
-            since_high = _bars_since_batch(bars.high, rolling_max(bars.high, n + 1))
+            since_low = _bars_since_batch(bars.low, n + 1, np.less_equal)
+            since_high = _bars_since_batch(bars.high, n + 1, np.greater_equal)
             out[n:] = _aroon(since_low, since_high, n)
         return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, nan_out
+from engine.indicators.base import Bars, Indicator
 from engine.indicators.ema import EMAState
 from engine.indicators.registry import register
 from engine.indicators.windows import push_where, series_after_nan
@@ -35,6 +35,6 @@ class DEMA(Indicator):
     def batch(self, bars: Bars) -> np.ndarray:
         e1 = self.ema1.series(bars.close)
         e2 = series_after_nan(self.ema2, e1)
-        out = nan_out(len(bars))
-        out[:, 0] = 2.0 * e1 - e2
-        return out
+        e1 *= 2.0  # 2 e1 - e2 in place on the array built here
+        e1 -= e2
+        return e1[:, None]

@@ -65,9 +65,33 @@ class MFI(Indicator):
         out = nan_out(len(bars))
         if len(bars) <= n:
             return out
-        tp = (bars.high + bars.low + bars.close) / 3.0
-        up, down, up_flag, down_flag = _flows(tp[1:], tp[:-1], bars.volume[1:])
-        sums = [running_sums(up, n), running_sums(down, n), window_counts(up_flag, n),
-                window_counts(down_flag, n)]
-        out[n:, 0] = _mfi(np.column_stack(sums)[n - 1:])
+        tp = bars.high + bars.low
+        tp += bars.close
+        tp /= 3.0
+        cur, prev = tp[1:], tp[:-1]
+        # ``_flows`` without its temporaries: the same values, built in place
+        diff = cur - prev
+        scale = np.abs(cur)
+        scale += np.abs(prev)
+        scale *= 1e-14
+        flow = cur * bars.volume[1:]
+        flow[np.abs(diff) <= scale] = 0.0  # near_zero
+        # flows are finite and non-negative, so multiplying by the 0/1 direction selects them
+        # (no data-dependent branches, unlike np.where on an unpredictable mask)
+        up = flow * (diff > 0)
+        down = flow
+        down *= diff < 0
+        tail = slice(n - 1, None)
+        # ``_mfi`` on separate columns: a window with no flows counted sums to exactly 0
+        pos = running_sums(up, n)[tail]
+        pos[window_counts(up != 0, n)[tail] == 0] = 0.0
+        neg = running_sums(down, n)[tail]
+        neg[window_counts(down != 0, n)[tail] == 0] = 0.0
+        total = pos + neg
+        empty = total == 0
+        total[empty] = 1.0
+        pos /= total
+        pos *= 100.0
+        pos[empty] = 0.0
+        out[n:, 0] = pos
         return out

@@ -84,7 +84,10 @@ class SAR(Indicator):
         af = acc
         prev_high, prev_low = high[1], low[1]
         res = []
-        # the stop depends on its own clipped past and on reversals: a loop over time, not a filter
+        emit = res.append
+        # the stop depends on its own clipped past and on reversals: a loop over time, not a filter.
+        # Python floats throughout; in-place updates and comparisons instead of min()/max() calls
+        # on the per-bar path (the same values: the acceleration is capped, the stop clipped).
         for h, lo in zip(high[1:], low[1:]):
             if is_long:
                 if lo <= sar:  # reverse to short at the extreme point, outside both bars' highs
@@ -93,17 +96,21 @@ class SAR(Indicator):
                     af, ep = acc, lo
                 elif h > ep:
                     ep = h
-                    af = min(af + acc, limit)
+                    af += acc
+                    if af > limit:
+                        af = limit
             elif h >= sar:  # reverse to long
                 is_long = True
                 sar = min(ep, prev_low, lo)
                 af, ep = acc, h
             elif lo < ep:
                 ep = lo
-                af = min(af + acc, limit)
-            res.append(sar)
-            sar = sar + af * (ep - sar)
-            if is_long:  # never above the two bars' lows (comparisons: faster than min() here)
+                af += acc
+                if af > limit:
+                    af = limit
+            emit(sar)
+            sar += af * (ep - sar)
+            if is_long:  # never above the two bars' lows
                 if sar > prev_low:
                     sar = prev_low
                 if sar > lo:
@@ -113,6 +120,7 @@ class SAR(Indicator):
                     sar = prev_high
                 if sar < h:
                     sar = h
-            prev_high, prev_low = h, lo
+            prev_high = h
+            prev_low = lo
         out[1:, 0] = res
         return out

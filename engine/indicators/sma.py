@@ -33,5 +33,5 @@ class SMA(Indicator):
         out = nan_out(len(bars))
         n = self.params[0]
         if len(bars) >= n:
-            out[n - 1:, 0] = rolling_sum(bars.close, n) / n
+            np.divide(rolling_sum(bars.close, n), n, out=out[n - 1:, 0])
         return out

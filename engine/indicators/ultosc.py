@@ -6,7 +6,7 @@ import numpy as np
 
 from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
-from engine.indicators.windows import PrevBar, RollingSums, running_sums, true_range, window_counts
+from engine.indicators.windows import PrevBar, RollingSums, running_sums, true_range
 
 
 def _pressure(high, low, close, prev_close) -> np.ndarray:
@@ -61,12 +61,21 @@ class UltOsc(Indicator):
         out = nan_out(len(bars))
         if len(bars) <= longest:
             return out
-        x = _pressure(bars.high[1:], bars.low[1:], bars.close[1:], bars.close[:-1])
-        pressure, ranges = x[:, 0].copy(), x[:, 1].copy()  # contiguous columns cumsum faster
+        high, low, close, prev_close = bars.high[1:], bars.low[1:], bars.close[1:], bars.close[:-1]
+        # the columns of ``_pressure`` as separate contiguous arrays (cumsums run faster on them)
+        ranges = true_range(high, low, prev_close)
+        pressure = close - np.minimum(low, prev_close)
+        # bars with range so far (exact integers), shared by the three windows' counts
+        moving = np.zeros(len(ranges) + 1, np.int64)
+        np.cumsum(ranges != 0, out=moving[1:])
         averages = []
+        tail = slice(longest - 1, None)
         for p in sorted(self.params):
-            sums = np.column_stack((running_sums(pressure, p), running_sums(ranges, p),
-                                    window_counts(x[:, 2], p)))
-            averages.append(_average(sums[longest - 1:]))
+            moved = moving[longest:] > moving[longest - p:len(moving) - p]
+            sums = running_sums(ranges, p)[tail]
+            ratio = running_sums(pressure, p)[tail]
+            ratio /= np.where(moved, sums, 1.0)
+            ratio[~moved] = 0.0
+            averages.append(ratio)
         out[longest:, 0] = _oscillator(*averages)
         return out

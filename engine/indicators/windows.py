@@ -7,7 +7,6 @@ matching batch functions, so every indicator's two forms are built from the same
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.signal import lfilter
 
 from engine.indicators.base import Bars, Indicator, StateSpec
@@ -92,19 +91,37 @@ def directional_movement(high: np.ndarray, low: np.ndarray, prev_high: np.ndarra
     """Wilder's (+DM, -DM): only the larger of the up and down moves counts; ties count neither."""
     up = high - prev_high
     down = prev_low - low
-    plus = np.where((up > 0) & (up > down), up, 0.0)
-    minus = np.where((down > 0) & (down > up), down, 0.0)
+    # finite moves times their 0/1 condition: no data-dependent branch as in np.where on this mask
+    plus = up * ((up > 0) & (up > down))
+    minus = down * ((down > 0) & (down > up))
     return plus, minus
 
 
+def _sliding_extreme(x: np.ndarray, n: int, pick: np.ufunc) -> np.ndarray:
+    """``pick`` (np.maximum / np.minimum) of every full window of ``n``, by doubling: windows of 1, 2,
+    4, ... values, then two overlapping power-of-two windows cover n. About log2(n) whole-array
+    ops; exact, as extremes do not round."""
+    x = np.asarray(x, np.float64)
+    m = len(x) - n + 1
+    if m <= 0:
+        return np.empty(0)
+    cur, width = x, 1  # cur[i]: extreme of x[i:i + width]
+    while 2 * width <= n:
+        cur = pick(cur[:-width], cur[width:])
+        width *= 2
+    if width == n:
+        return cur[:m] if len(cur) > m else cur
+    return pick(cur[:m], cur[n - width:n - width + m])
+
+
 def rolling_max(x: np.ndarray, n: int) -> np.ndarray:
-    """Max of every full window of ``n`` (length len(x)-n+1) in O(len(x))."""
-    return maximum_filter1d(np.asarray(x, np.float64), n, origin=(n - 1) // 2)[n - 1:]
+    """Max of every full window of ``n`` (length len(x)-n+1) in O(len(x) log n)."""
+    return _sliding_extreme(x, n, np.maximum)
 
 
 def rolling_min(x: np.ndarray, n: int) -> np.ndarray:
-    """Min of every full window of ``n`` (length len(x)-n+1) in O(len(x))."""
-    return minimum_filter1d(np.asarray(x, np.float64), n, origin=(n - 1) // 2)[n - 1:]
+    """Min of every full window of ``n`` (length len(x)-n+1) in O(len(x) log n)."""
+    return _sliding_extreme(x, n, np.minimum)
 
 
 def running_sums(x: np.ndarray, n: int) -> np.ndarray:
@@ -129,6 +146,14 @@ def running_sums(x: np.ndarray, n: int) -> np.ndarray:
 def wilder_sums(x: np.ndarray, n: int) -> np.ndarray:
     """Batch twin of WilderSums along axis 0: NaN before row n-1, then S = x + (1 - 1/n) S."""
     x = np.asarray(x, np.float64)
+    if x.ndim > 1:
+        # one contiguous 1-D filter per column runs faster than a filter along axis 0 of the
+        # matrix, with the same arithmetic per column; returned as a (len, ...) view
+        cols = x.reshape(len(x), -1)
+        out = np.empty((cols.shape[1], len(x)))
+        for k in range(cols.shape[1]):
+            out[k] = wilder_sums(cols[:, k], n)
+        return out.T.reshape(x.shape)
     out = np.full(x.shape, np.nan)
     if len(x) >= n:
         decay = 1.0 - 1.0 / n
@@ -337,11 +362,14 @@ class DirectionalSums(Indicator):
 
     def batch(self, bars: Bars) -> np.ndarray:
         h, low = bars.high[1:], bars.low[1:]
-        x = np.column_stack((*directional_movement(h, low, bars.high[:-1], bars.low[:-1]),
-                             true_range(h, low, bars.close[:-1])))
-        out = np.full((len(bars), 3), np.nan)
-        out[1:] = wilder_sums(x, self.params[0])
-        return out
+        columns = (*directional_movement(h, low, bars.high[:-1], bars.low[:-1]),
+                   true_range(h, low, bars.close[:-1]))
+        # built column by column (contiguous columns: faster filters and downstream reads)
+        out = np.empty((3, len(bars)))
+        out[:, :1] = np.nan
+        for k, x in enumerate(columns):
+            out[k, 1:] = wilder_sums(x, self.params[0])
+        return out.T
 
 
 def directional_indicators(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -380,16 +408,19 @@ def sliding_mean_pstd(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     m = len(x) - n + 1
     first = x[:m]
     total = np.zeros(m)
+    dev = np.empty(m)  # one scratch buffer for every step: no temporaries
     for j in range(1, n):
-        total += x[j:j + m] - first
+        np.subtract(x[j:j + m], first, out=dev)
+        total += dev
     mean_offset = total / n
     squares = np.zeros(m)
     for j in range(n):
-        dev = x[j:j + m] - first
+        np.subtract(x[j:j + m], first, out=dev)
         dev -= mean_offset
         dev *= dev
         squares += dev
-    return first + mean_offset, np.sqrt(squares / n)
+    squares /= n
+    return first + mean_offset, np.sqrt(squares, out=squares)
 
 
 def push_where(child: Indicator, slots: np.ndarray, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -456,6 +487,9 @@ def near_zero(v: np.ndarray, scale: np.ndarray) -> np.ndarray:
 def window_counts(flags: np.ndarray, n: int) -> np.ndarray:
     """How many of the last ``n`` rows are true, per column (partial counts first): exact integers,
     so they equal RollingSums' running counts of the same 0/1 values."""
-    c = np.cumsum(flags, axis=0, dtype=np.int64)
-    c[n:] -= c[:-n].copy()
-    return c.astype(np.float64)
+    # counted in doubles (a float cumsum runs about twice as fast as a bool-to-int64 one): every
+    # partial sum is an integer far below 2**53, so each addition and difference is exact
+    out = np.asarray(flags).astype(np.float64)
+    np.cumsum(out, axis=0, out=out)
+    out[n:] -= out[:len(out) - n].copy()
+    return out
