@@ -60,7 +60,16 @@ class MACD(Indicator):
         close = bars.close
         if len(close) <= self.fast_skip:
             return nan_out(len(close), 3)
-        fast = np.full(len(close), np.nan)
-        fast[self.fast_skip:] = self.fast.series(close[self.fast_skip:])
-        line = fast - self.slow.series(close)
-        return self._outputs(line, series_after_nan(self.signal, line))
+        skip = self.fast_skip
+        # fast - slow built in the slow EMA's array (NaN where the fast EMA has not started)
+        line = self.slow.series(close)
+        line[:skip] = np.nan
+        np.subtract(self.fast.series(close[skip:]), line[skip:], out=line[skip:])
+        signal = series_after_nan(self.signal, line)
+        # ``_outputs`` written straight into the result
+        out = np.empty((len(close), 3))
+        out[:, 0] = line
+        out[:, 1] = signal
+        np.subtract(line, signal, out=out[:, 2])
+        out[np.isnan(signal)] = np.nan
+        return out

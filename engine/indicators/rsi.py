@@ -51,6 +51,14 @@ class RSI(Indicator):
         out = nan_out(len(bars))
         change = np.diff(bars.close)
         gain = self.gain.series(np.maximum(change, 0.0))
-        loss = self.loss.series(np.maximum(-change, 0.0))
-        out[1:, 0] = np.where(np.isnan(gain), np.nan, rsi_from_averages(gain, loss))
+        np.negative(change, out=change)
+        loss = self.loss.series(np.maximum(change, 0.0, out=change))
+        # ``rsi_from_averages`` in place: warm-up NaNs stay NaN (their total is NaN, not 0)
+        total = loss
+        total += gain
+        rsi = out[1:, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(gain, total, out=rsi)
+        rsi *= 100.0
+        rsi[total == 0.0] = 0.0
         return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 
 from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
@@ -77,13 +79,15 @@ class SAR(Indicator):
         out = nan_out(len(bars))
         if len(bars) < 2:
             return out
-        high, low = bars.high.tolist(), bars.low.tolist()
+        # memoryviews yield Python floats one at a time (no full lists of float objects)
+        high = memoryview(np.ascontiguousarray(bars.high, np.float64))
+        low = memoryview(np.ascontiguousarray(bars.low, np.float64))
         short_start = low[0] - low[1] > 0 and high[1] - high[0] < low[0] - low[1]
         is_long = not short_start
         sar, ep = (high[0], low[1]) if short_start else (low[0], high[1])
         af = acc
         prev_high, prev_low = high[1], low[1]
-        res = []
+        res = array("d")  # unboxed results, read back without a copy
         emit = res.append
         # the stop depends on its own clipped past and on reversals: a loop over time, not a filter.
         # Python floats throughout; in-place updates and comparisons instead of min()/max() calls
@@ -122,5 +126,5 @@ class SAR(Indicator):
                     sar = h
             prev_high = h
             prev_low = lo
-        out[1:, 0] = res
+        out[1:, 0] = np.frombuffer(res, np.float64)
         return out

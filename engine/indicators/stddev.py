@@ -35,5 +35,5 @@ class StdDev(Indicator):
         out = nan_out(len(bars))
         if len(bars) >= n:
             _mean, sd = sliding_mean_pstd(bars.close, n)
-            out[n - 1:, 0] = sd * self.params[1]
+            np.multiply(sd, self.params[1], out=out[n - 1:, 0])
         return out

@@ -83,7 +83,12 @@ def shift(x: np.ndarray) -> np.ndarray:
 
 def true_range(high: np.ndarray, low: np.ndarray, prev_close: np.ndarray) -> np.ndarray:
     """TA-Lib's TRANGE: max(high-low, |high-prev close|, |low-prev close|); NaN without a prev close."""
-    return np.maximum(np.maximum(high - low, np.abs(high - prev_close)), np.abs(low - prev_close))
+    # max(max(high - low, |high - prev|), |low - prev|), in two buffers instead of five temporaries
+    out = np.subtract(high, low)
+    part = np.subtract(high, prev_close)
+    np.maximum(out, np.abs(part, out=part), out=out)
+    np.subtract(low, prev_close, out=part)
+    return np.maximum(out, np.abs(part, out=part), out=out)
 
 
 def directional_movement(high: np.ndarray, low: np.ndarray, prev_high: np.ndarray,
@@ -412,7 +417,8 @@ def sliding_mean_pstd(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     for j in range(1, n):
         np.subtract(x[j:j + m], first, out=dev)
         total += dev
-    mean_offset = total / n
+    mean_offset = total
+    mean_offset /= n
     squares = np.zeros(m)
     for j in range(n):
         np.subtract(x[j:j + m], first, out=dev)
@@ -420,7 +426,8 @@ def sliding_mean_pstd(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         dev *= dev
         squares += dev
     squares /= n
-    return first + mean_offset, np.sqrt(squares, out=squares)
+    np.add(first, mean_offset, out=dev)  # the scratch buffer becomes the mean
+    return dev, np.sqrt(squares, out=squares)
 
 
 def push_where(child: Indicator, slots: np.ndarray, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -456,13 +463,16 @@ def varying_linear_recursion(a: np.ndarray, b: np.ndarray, seed: float) -> np.nd
     # balances the per-op cost of the block loop against the per-block scalar carry loop
     width = max(1, int(np.sqrt(0.075 * size)))
     lanes = -(-size // width)
-    coef = np.ones(lanes * width)
-    coef[:size] = a
-    y = np.zeros(lanes * width)
-    y[:size] = b
-    # row i holds position i of every block, so each step below is one contiguous op
-    coef = coef.reshape(lanes, width).T.copy()
-    y = y.reshape(lanes, width).T.copy()
+    # row i holds position i of every block, so each step below is one contiguous op; filled
+    # through the transposed view (a padded last block: coefficient 1, input 0)
+    full, rest = divmod(size, width)
+    coef = np.ones((width, lanes))
+    y = np.zeros((width, lanes))
+    coef.T[:full] = a[:full * width].reshape(full, width)
+    y.T[:full] = b[:full * width].reshape(full, width)
+    if rest:
+        coef[:rest, full] = a[full * width:]
+        y[:rest, full] = b[full * width:]
     for i in range(1, width):
         y[i] += coef[i] * y[i - 1]  # block-local solution, started from 0
         coef[i] *= coef[i - 1]  # product of coefficients since the block start
@@ -471,7 +481,8 @@ def varying_linear_recursion(a: np.ndarray, b: np.ndarray, seed: float) -> np.nd
     for k, (gain, end) in enumerate(zip(coef[-1].tolist(), y[-1].tolist())):
         carry[k] = value
         value = gain * value + end
-    y += coef * carry
+    coef *= carry  # coef is not needed again
+    y += coef
     return y.T.reshape(-1)[:size]
 
 
