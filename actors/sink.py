@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 
+from engine.sinks.jsonl import JsonlSink
+from engine.sinks.latest import LatestStateStore
 from schemas.batches import FeatureBatch
 from schemas.records import Signal
 
@@ -33,10 +33,8 @@ class Sink:
         self.latency_ms: deque = deque(maxlen=latency_samples)
         self.delivery_ms: deque = deque(maxlen=latency_samples)  # ... until it reached this sink
         self.last_event_ts = 0
-        self.file = None
-        if out_path:
-            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(out_path, "a", encoding="utf-8")
+        self.latest = LatestStateStore()
+        self.file = JsonlSink(out_path) if out_path else None
 
     def push(self, signals: list[Signal], features: FeatureBatch | None, ts_init: int, sent_ns: int) -> None:
         # tick → signal: from the source handing the batch to Ray until the signal stage decided on it
@@ -47,15 +45,18 @@ class Sink:
             self.candles += len(features)
             if len(features):
                 self.last_event_ts = max(self.last_event_ts, int(features.candles.close_ts.max()))
+                self.latest.update_candles(features.candles)
+                self.latest.update_indicators(features)
+            self.latest.add_structure_events(features.events)
             if self.keep:
                 self.events.extend(features.events)
         self.n_signals += len(signals)
         self.recent.extend(signals)
+        self.latest.add_signals(signals)
         if self.keep:
             self.signals.extend(signals)
         if self.file is not None and signals:
-            for s in signals:
-                self.file.write(json.dumps(s.model_dump(mode="json"), sort_keys=True, separators=(",", ":")) + "\n")
+            self.file.write(signals)
             self.file.flush()
 
     def end(self) -> None:
@@ -82,3 +83,7 @@ class Sink:
 
     def recent_signals(self, n: int = 20) -> list[Signal]:
         return list(self.recent)[-n:]
+
+    def latest_state(self) -> dict:
+        """The latest-state store as plain dicts (what an HTTP layer serves)."""
+        return self.latest.snapshot()

@@ -88,8 +88,8 @@ def _check_strategy(config: PipelineConfig) -> None:
 def cmd_replay(args: argparse.Namespace) -> int:
     from engine.pipeline import run_in_process
     from engine.progress import Progress
-    from engine.sinks.jsonl import JsonlSink
     from engine.sources.replay import Replay
+    from schemas.records import Signal, StructureEvent
 
     config = _config(args)
     _check_strategy(config)
@@ -116,11 +116,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     progress.draw()
     progress.close()
-    with JsonlSink(args.out) as sink:
-        sink.write_many(result.signals)
+    _write(args.out, result.signals, Signal)
     if args.events_out:
-        with JsonlSink(args.events_out) as sink:
-            sink.write_many(result.events)
+        _write(args.events_out, result.events, StructureEvent)
     mode = "in-process" if args.in_process else f"ray, {args.shards} shard(s)/stage"
     print(f"replayed {total:,} rows in {elapsed:.2f}s ({total / elapsed:,.0f} rows/s, {mode}); "
           f"{result.candles:,} candles, {len(result.events):,} structure events, {len(result.signals):,} signals "
@@ -128,6 +126,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if result.stats.get("late"):
         print(f"dropped {result.stats['late']:,} late trades", file=sys.stderr)
     return 0
+
+
+def _write(path: str, records: list, model: type) -> None:
+    """Records to a new file: Parquet when the name ends in .parquet, else JSON Lines."""
+    if path.endswith(".parquet"):
+        from engine.sinks.parquet import ParquetSink
+        with ParquetSink(path, model) as sink:
+            sink.write(records)
+    else:
+        from engine.sinks.jsonl import JsonlSink
+        with JsonlSink(path, append=False) as sink:
+            sink.write(records)
 
 
 def cmd_indicators(args: argparse.Namespace) -> int:
@@ -170,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Replay trade or candle files as fast as possible through the pipeline "
                                         "(on Ray, or --in-process) and write signals in canonical order.")
     replay.add_argument("--input", nargs="+", required=True, help="Parquet, CSV or Feather files of trades or candles")
-    replay.add_argument("--out", required=True, help="signals JSON Lines file to write")
-    replay.add_argument("--events-out", default=None, help="also write structure events to this JSON Lines file")
+    replay.add_argument("--out", required=True, help="signals file to write: JSON Lines, or Parquet if it ends in .parquet")
+    replay.add_argument("--events-out", default=None, help="also write structure events (JSON Lines or .parquet)")
     replay.add_argument("--in-process", action="store_true", help="run without Ray, in this process")
     _add_pipeline_args(replay)
     replay.set_defaults(func=cmd_replay, default_linger_ms=50.0)

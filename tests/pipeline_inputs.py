@@ -24,6 +24,5 @@ def real_inputs(small: bool = False) -> tuple:
 
 def signal_bytes(signals) -> bytes:
     """The canonical serialised signal stream (what --out writes)."""
-    import json
-    return b"".join(json.dumps(s.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode() + b"\n"
-                    for s in signals)
+    from engine.sinks.jsonl import record_line
+    return "".join(record_line(s) for s in signals).encode()

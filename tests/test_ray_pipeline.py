@@ -105,3 +105,37 @@ def test_stage_metrics_count_every_row(ray_local) -> None:
     assert sum(s["in"] for s in layers[3]) == result.candles
     assert sum(s["out"] for s in layers[3]) == len(result.signals)
     assert all(s["batches"] > 0 and s["busy_s"] > 0 for layer in layers for s in layer)
+
+
+def test_sink_keeps_latest_state(ray_local) -> None:
+    import ray
+
+    pipe = RayPipeline(CONFIG)
+    try:
+        for batch in Replay(list(real_inputs(True)), batch_size=4096):
+            pipe.send(batch)
+        result = pipe.finish()
+        state = ray.get(pipe.topology.sink.latest_state.remote())
+    finally:
+        pipe.shutdown()
+    markets = {b.markets[0] for b in real_inputs(True)}
+    assert {c["market"] for c in state["candles"]} == markets
+    assert any(c["timeframe"] == "5m" and c["market"] == "ADA_BTC" for c in state["candles"])
+    assert any("rsi_14" in row["values"] for row in state["indicators"])
+    assert state["signals"] and {s["id"] for s in state["signals"]} <= {s.id for s in result.signals}
+
+
+def test_replay_command_on_ray_writes_parquet(ray_local, tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    from engine.cli import main
+    from tests.data_paths import SHARED_DATA
+
+    out = tmp_path / "signals.parquet"
+    argv = ["replay", "--input", str(SHARED_DATA / "trades" / "XRP_ETH-trades.parquet"),
+            str(SHARED_DATA / "candles" / "ADA_BTC-5m.feather"), "--out", str(out), "--shards", "2",
+            "--timeframes", "1m,5m"]
+    assert main(argv) == 0
+    on_ray = pq.read_table(out)
+    assert main(argv[:-6] + argv[-6:] + ["--in-process"]) == 0
+    assert on_ray.num_rows > 0 and pq.read_table(out).equals(on_ray)
