@@ -69,6 +69,11 @@ def _load_inputs(paths: list[str], market: str | None, columns: str | None = Non
     mapping = parse_column_map(columns)
     batches = []
     for p in paths:
+        if p.startswith("synthetic:"):
+            batches.append(_synthetic(p))
+            print(f"generated {len(batches[-1]):,} synthetic trades of {len(batches[-1].markets)} markets",
+                  file=sys.stderr)
+            continue
         batch, rejects = load_any(p, market=market, columns=mapping)
         kind = "candles" if batch.__class__.__name__ == "CandleBatch" else "trades"
         print(f"loaded {len(batch):,} {kind} of {', '.join(batch.markets)} from {p}", file=sys.stderr)
@@ -76,6 +81,21 @@ def _load_inputs(paths: list[str], market: str | None, columns: str | None = Non
             print(f"  rejected {rejects.summary()}", file=sys.stderr)
         batches.append(batch)
     return batches
+
+
+def _synthetic(spec: str):
+    """``synthetic:MARKETS:TRADES[:SEED]`` -> seeded synthetic trades (load tests, never real data)."""
+    from engine.sources.synthetic import synthetic_trades
+
+    parts = spec.split(":")[1:]
+    try:
+        markets, trades, seed = (int(x) for x in (parts + ["1"])[:3])
+        if len(parts) not in (2, 3) or markets < 1 or trades < 1:
+            raise ValueError
+    except ValueError:
+        raise CryptoIntelErrorArg(f"bad input {spec!r}: write synthetic:MARKETS:TRADES[:SEED], "
+                                  "e.g. synthetic:100:1000000") from None
+    return synthetic_trades(n_markets=markets, n_trades=trades, seed=seed)
 
 
 def _check_strategy(config: PipelineConfig) -> None:
@@ -167,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Start a local Ray instance, replay the bundled real sample (or --input files) "
                                      "in a loop at accelerated real time across several markets, and write "
                                      "signals to --out-dir. Ctrl-C stops cleanly.")
-    run.add_argument("--input", nargs="+", default=None, help="trade/candle files (default: the bundled sample)")
+    run.add_argument("--input", nargs="+", default=None,
+                     help="trade/candle files or synthetic:MARKETS:TRADES[:SEED] (default: the bundled real sample)")
     run.add_argument("--speed", type=float, default=3600.0, help="replay speed, x real time (default 3600)")
     run.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
     run.add_argument("--out-dir", default=str(DEFAULT_OUT), help=f"where signals go (default {DEFAULT_OUT})")
@@ -179,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="replay files at maximum speed and write the signal stream",
                             description="Replay trade or candle files as fast as possible through the pipeline "
                                         "(on Ray, or --in-process) and write signals in canonical order.")
-    replay.add_argument("--input", nargs="+", required=True, help="Parquet, CSV or Feather files of trades or candles")
+    replay.add_argument("--input", nargs="+", required=True,
+                        help="Parquet, CSV or Feather files of trades or candles, or synthetic:MARKETS:TRADES[:SEED] "
+                             "for seeded synthetic trades")
     replay.add_argument("--out", required=True, help="signals file to write: JSON Lines, or Parquet if it ends in .parquet")
     replay.add_argument("--events-out", default=None, help="also write structure events (JSON Lines or .parquet)")
     replay.add_argument("--in-process", action="store_true", help="run without Ray, in this process")

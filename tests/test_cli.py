@@ -107,3 +107,11 @@ def test_columns_option_maps_unusual_names(tmp_path: Path, capsys) -> None:
     buckets = len({(1_600_000_000_000 + i * 1000) // 60_000 for i in range(300)})
     assert table.num_rows == buckets and table.column("market").to_pylist() == ["ODD"] * buckets
     assert main(argv + ["--columns", "timestamp"]) == 2
+
+
+def test_replay_of_synthetic_trades(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "s.jsonl"
+    assert main(["replay", "--input", "synthetic:20:200000:3", "--out", str(out), "--in-process"]) == 0
+    err = capsys.readouterr().err
+    assert "200,000 synthetic trades of 20 markets" in err and "rows/s" in err
+    assert main(["replay", "--input", "synthetic:x", "--out", str(out), "--in-process"]) == 2
