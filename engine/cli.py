@@ -18,6 +18,10 @@ from engine.timeframes import parse_timeframe
 DEFAULT_OUT = Path("data/out")
 
 
+class CommandLineError(CryptoIntelError, ValueError):
+    """A command-line value is unusable."""
+
+
 def _add_pipeline_args(p: argparse.ArgumentParser, timeframes: str = "1m") -> None:
     p.add_argument("--timeframes", default=timeframes,
                    help=f"comma-separated candle timeframes built from trades (default {timeframes})")
@@ -45,7 +49,7 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> PipelineConfig:
     lateness = 0 if args.lateness in ("0", "0s") else parse_timeframe(args.lateness)
     if args.shards < 1 or args.batch_size < 1:
-        raise CryptoIntelErrorArg("--shards and --batch-size must be at least 1")
+        raise CommandLineError("--shards and --batch-size must be at least 1")
     try:
         return PipelineConfig(
             timeframes=tuple(t.strip() for t in args.timeframes.split(",") if t.strip()),
@@ -55,11 +59,7 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
             fused=args.fused, batch_size=args.batch_size,
             linger_ms=args.linger_ms if args.linger_ms is not None else args.default_linger_ms)
     except ValueError as e:
-        raise CryptoIntelErrorArg(str(e).splitlines()[-1] if "validation error" in str(e) else str(e)) from None
-
-
-class CryptoIntelErrorArg(CryptoIntelError, ValueError):
-    """A command-line value is unusable."""
+        raise CommandLineError(str(e).splitlines()[-1] if "validation error" in str(e) else str(e)) from None
 
 
 def _load_inputs(paths: list[str], market: str | None, columns: str | None = None):
@@ -93,7 +93,7 @@ def _synthetic(spec: str):
         if len(parts) not in (2, 3) or markets < 1 or trades < 1:
             raise ValueError
     except ValueError:
-        raise CryptoIntelErrorArg(f"bad input {spec!r}: write synthetic:MARKETS:TRADES[:SEED], "
+        raise CommandLineError(f"bad input {spec!r}: write synthetic:MARKETS:TRADES[:SEED], "
                                   "e.g. synthetic:100:1000000") from None
     return synthetic_trades(n_markets=markets, n_trades=trades, seed=seed)
 
