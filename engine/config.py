@@ -23,6 +23,7 @@ class PipelineConfig(BaseModel):
     indicators: tuple[str, ...] = Field(default=(), description="specs computed besides the strategy's")
     swing_left: int = Field(default=5, ge=1)
     swing_right: int = Field(default=5, ge=1)
+    break_by: Literal["close", "wick"] = Field(default="close", description="what breaks a swing level")
     # Ray layout
     shards: dict[str, int] = Field(default_factory=lambda: {s: 1 for s in STAGES})
     fused: bool = Field(default=False, description="run all stages of a shard in one actor (lowest latency)")

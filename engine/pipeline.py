@@ -27,7 +27,7 @@ def build_operator(stage: str, config: PipelineConfig):
         specs = list(dict.fromkeys(list(strategy.indicators) + list(config.indicators)))
         return IndicatorOperator(specs)
     if stage == "structure":
-        return SwingOperator(config.swing_left, config.swing_right)
+        return SwingOperator(config.swing_left, config.swing_right, config.break_by)
     if stage == "signals":
         return SignalOperator(load_strategy(config.strategy))
     raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
