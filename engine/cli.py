@@ -57,7 +57,8 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
             timeframes=tuple(t.strip() for t in args.timeframes.split(",") if t.strip()),
             lateness_ns=lateness, gaps=args.gaps, strategy=args.strategy,
             indicators=tuple(s for s in args.indicators.split(",") if s.strip()),
-            swing_left=args.swing, swing_right=args.swing, break_by=args.break_by, shards={s: args.shards for s in STAGES},
+            swing_left=args.swing, swing_right=args.swing, break_by=args.break_by,
+            shards={s: args.shards for s in STAGES},
             fused=args.fused, batch_size=args.batch_size,
             linger_ms=args.linger_ms if args.linger_ms is not None else args.default_linger_ms)
     except ValueError as e:
