@@ -10,7 +10,7 @@ import ray
 
 from actors.metrics import StageMetrics
 from engine.config import PipelineConfig
-from engine.pipeline import Chain, Emitted, build_operator
+from engine.pipeline import Emitted, build_chain
 from engine.routing import merge, partition
 from schemas.batches import CandleBatch, FeatureBatch
 
@@ -39,7 +39,7 @@ class StageShard:
         self.stages = stages
         self.name = "+".join(stages)
         self.shard = shard
-        self.chain = Chain([build_operator(s, self.config) for s in stages])
+        self.chain = build_chain(stages, self.config)
         self.downstream: list = []
         self.sink = None
         self.n_upstream = 1

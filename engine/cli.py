@@ -103,9 +103,9 @@ def _synthetic(spec: str):
 
 def _check_strategy(config: PipelineConfig) -> None:
     """Fail fast on a bad strategy or indicator spec, before any data or Ray starts."""
-    from engine.pipeline import build_operator
-    build_operator("indicators", config)
-    build_operator("signals", config)
+    from engine.pipeline import build_operators
+    build_operators("indicators", config)
+    build_operators("signals", config)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 from engine.candles import CandleAggregator
 from engine.config import STAGES, PipelineConfig
 from engine.indicators.operator import IndicatorOperator
+from engine.risk.operator import RiskOperator
 from engine.rules import load_strategy
 from engine.signals import SignalOperator, signal_order
 from engine.structure import SwingOperator
@@ -18,19 +19,25 @@ from schemas.batches import CandleBatch, FeatureBatch
 from schemas.records import Signal, StructureEvent
 
 
-def build_operator(stage: str, config: PipelineConfig):
-    """A fresh operator for one stage of the pipeline."""
+def build_operators(stage: str, config: PipelineConfig) -> list:
+    """Fresh operators of one pipeline stage, in the order they run."""
     if stage == "candles":
-        return CandleAggregator(list(config.timeframes), lateness=config.lateness_ns, gaps=config.gaps)
+        return [CandleAggregator(list(config.timeframes), lateness=config.lateness_ns, gaps=config.gaps)]
     if stage == "indicators":
         strategy = load_strategy(config.strategy)
         specs = list(dict.fromkeys(list(strategy.indicators) + list(config.indicators)))
-        return IndicatorOperator(specs)
+        return [IndicatorOperator(specs)]
     if stage == "structure":
-        return SwingOperator(config.swing_left, config.swing_right, config.break_by)
+        return [SwingOperator(config.swing_left, config.swing_right, config.break_by)]
     if stage == "signals":
-        return SignalOperator(load_strategy(config.strategy))
+        # risk first, so every signal carries the risk of the bar that fired it
+        return [RiskOperator(window=config.risk_window), SignalOperator(load_strategy(config.strategy))]
     raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+
+
+def build_chain(stages: list[str], config: PipelineConfig) -> "Chain":
+    """The operators of several stages fused into one chain."""
+    return Chain([op for stage in stages for op in build_operators(stage, config)])
 
 
 @dataclass
@@ -103,7 +110,7 @@ def collect(result: RunResult, emitted: Emitted) -> None:
 
 def run_in_process(batches: Iterable, config: PipelineConfig) -> RunResult:
     """Run every stage in this process over an iterable of TradeBatch/CandleBatch micro-batches."""
-    chain = Chain([build_operator(s, config) for s in STAGES])
+    chain = build_chain(list(STAGES), config)
     result = RunResult()
     for batch in batches:
         if not isinstance(batch, CandleBatch):

@@ -14,14 +14,17 @@ from schemas.batches import FeatureBatch
 from schemas.records import Signal
 
 CANDLE_FIELDS = ("open", "high", "low", "close", "volume", "vwap", "buy_volume", "sell_volume")
-OPERATOR_VERSIONS = {"candles": "1", "indicators": "1", "structure": "1", "signals": "1"}
+OPERATOR_VERSIONS = {"candles": "1", "indicators": "1", "structure": "2", "risk": "1", "signals": "2"}
+# risk columns copied onto each signal (what the risk operator computed for the firing bar)
+RISK_FIELDS = ("vol_cc", "vol_parkinson", "var_95", "cvar_95", "var_99", "cvar_99", "drawdown", "stop_distance",
+               "risk_volatility", "risk_var", "risk_drawdown", "risk_stop")
 
 
 class SignalOperator:
     """Keyed by (market, timeframe): remembers each column's previous value to detect crosses."""
 
     name = "signals"
-    version = "1"
+    version = "2"
 
     def __init__(self, strategy: Strategy) -> None:
         self.strategy = strategy
@@ -92,9 +95,13 @@ class SignalOperator:
         c = batch.candles
         close = c.close[live]
         close_ts = c.close_ts[live]
+        risk_cols = [(f, batch.names.index(f)) for f in RISK_FIELDS if f in batch.names]
+        score_col = batch.names.index("risk_score") if "risk_score" in batch.names else None
         out: list[Signal] = []
+        # a signal needs its risk assessment: none fire while the risk window is still filling
+        ready = np.isfinite(batch.values[live, score_col]) if score_col is not None else np.ones(len(live), bool)
         for r in self.strategy.rules:
-            hit = np.ones(len(live), bool)
+            hit = ready.copy()
             tfs = self._tf_filter[r.name]
             if tfs:
                 hit &= np.isin(c.tf[live], list(tfs))
@@ -112,7 +119,9 @@ class SignalOperator:
                     id=stable_id(market, tf, int(close_ts[j]), r.name), market=market, timeframe=tf,
                     ts=int(close_ts[j]), kind=r.name, side=r.side, strength=r.strength, price=price,
                     stop=None if stop is None else float(stop), target=None if target is None else float(target),
-                    reasons=[self._reason(cond, cur[j]) for cond in r.when], source_versions=self.versions))
+                    reasons=[self._reason(cond, cur[j]) for cond in r.when], source_versions=self.versions,
+                    risk_score=_finite(batch.values[row, score_col]) if score_col is not None else None,
+                    risk={f: float(batch.values[row, k]) for f, k in risk_cols if np.isfinite(batch.values[row, k])}))
         out.sort(key=signal_order)
         return out
 
@@ -130,6 +139,10 @@ class SignalOperator:
 
     def reset(self) -> None:
         self.__init__(self.strategy)
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 def signal_order(s: Signal) -> tuple:

@@ -101,3 +101,5 @@ class Signal(_Record):
     target: float | None = None
     reasons: list[str]
     source_versions: dict[str, str]
+    risk_score: float | None = Field(default=None, description="0..100 risk of the bar that fired it")
+    risk: dict[str, float] = Field(default_factory=dict, description="the measures and score components behind it")

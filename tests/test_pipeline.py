@@ -7,7 +7,7 @@ import numpy as np
 
 from engine.config import PipelineConfig
 from engine.indicators.operator import IndicatorOperator
-from engine.pipeline import build_operator, run_in_process
+from engine.pipeline import build_operators, run_in_process
 from engine.signals import SignalOperator
 from engine.sources.replay import Replay
 from engine.structure import SwingOperator
@@ -44,12 +44,12 @@ def _candles() -> CandleBatch:
 
 def _chain_outputs(candles: CandleBatch, step: int):
     """Feed candles ``step`` bars at a time through indicators → structure → signals."""
-    ind, swings, sig = (build_operator(s, CONFIG) for s in ("indicators", "structure", "signals"))
+    (ind,), (swings,), (risk, sig) = (build_operators(s, CONFIG) for s in ("indicators", "structure", "signals"))
     values, events, signals = [], [], []
     order = np.lexsort((candles.market, candles.open_ts))
     candles = candles.take(order)
     for start in range(0, len(candles), step):
-        feats = swings.update(ind.update(candles.take(slice(start, start + step))))
+        feats = risk.update(swings.update(ind.update(candles.take(slice(start, start + step)))))
         values.append(feats.values)
         events += feats.events
         signals += sig.update(feats)
