@@ -7,7 +7,7 @@ import numpy as np
 
 from engine.config import PipelineConfig
 from engine.indicators.operator import IndicatorOperator
-from engine.pipeline import build_operators, run_in_process
+from engine.pipeline import build_chain, run_in_process
 from engine.signals import SignalOperator
 from engine.sources.replay import Replay
 from engine.structure import SwingOperator
@@ -43,16 +43,16 @@ def _candles() -> CandleBatch:
 
 
 def _chain_outputs(candles: CandleBatch, step: int):
-    """Feed candles ``step`` bars at a time through indicators → structure → signals."""
-    (ind,), (swings,), (risk, sig) = (build_operators(s, CONFIG) for s in ("indicators", "structure", "signals"))
+    """Feed candles ``step`` bars at a time through indicators → structure → risk → signals."""
+    chain = build_chain(["indicators", "structure", "signals"], CONFIG)
     values, events, signals = [], [], []
     order = np.lexsort((candles.market, candles.open_ts))
     candles = candles.take(order)
     for start in range(0, len(candles), step):
-        feats = risk.update(swings.update(ind.update(candles.take(slice(start, start + step)))))
-        values.append(feats.values)
-        events += feats.events
-        signals += sig.update(feats)
+        out = chain.update(candles.take(slice(start, start + step)))
+        values.append(out.features.values)
+        events += out.features.events
+        signals += out.value
     return np.vstack(values), events, signals
 
 
