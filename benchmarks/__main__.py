@@ -1,7 +1,7 @@
 """Run every benchmark and print figures, targets and ratios against references measured in the same run.
 
     python -m benchmarks                 # all sections
-    python -m benchmarks throughput      # one or more of: throughput latency indicators streaming
+    python -m benchmarks throughput      # one or more of: throughput latency indicators streaming structure
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ SECTIONS = {
     "latency": "benchmarks.latency",
     "indicators": "benchmarks.indicators_vs_talib",
     "streaming": "benchmarks.streaming_vs_talipp",
+    "structure": "benchmarks.structure_vs_smc",
 }
 
 
