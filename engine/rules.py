@@ -57,6 +57,7 @@ class Rule:
     stop_atr: float | None = None  # stop at close ∓ stop_atr × the ATR column
     target_atr: float | None = None
     atr: str = "atr_14"
+    cooldown_bars: int = 0  # after firing, stay quiet this many bars of the same market and timeframe
 
     def __post_init__(self) -> None:
         if self.side not in SIDES:
@@ -65,6 +66,8 @@ class Rule:
             raise ConfigError(f"rule {self.name!r}: strength must be within 0..1, got {self.strength}")
         if not self.when:
             raise ConfigError(f"rule {self.name!r}: needs at least one condition")
+        if self.cooldown_bars < 0:
+            raise ConfigError(f"rule {self.name!r}: cooldown_bars must be >= 0, got {self.cooldown_bars}")
 
 
 @dataclass(frozen=True)
@@ -75,13 +78,14 @@ class Strategy:
     indicators: tuple[str, ...]
     rules: tuple[Rule, ...]
     description: str = ""
+    max_risk_score: float | None = None  # signals above it are flagged "risk_limit", never dropped
     version: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise ConfigError(f"strategy {self.name!r}: rule names must be unique, got {names}")
-        text = repr((self.indicators, self.rules))
+        text = repr((self.indicators, self.rules, self.max_risk_score))
         object.__setattr__(self, "version", hashlib.blake2b(text.encode(), digest_size=4).hexdigest())
 
     def columns(self) -> set[str]:
@@ -115,6 +119,51 @@ BUILTIN: dict[str, Strategy] = {
         ),
         "RSI extremes with the 200 EMA trend, EMA 20/50 crosses, and breaks of confirmed swings.",
     ),
+    "trend": Strategy(
+        "trend",
+        ("ema:20", "ema:50", "ema:200", "adx:14", "atr:14"),
+        (
+            rule("trend_long", "buy", "ema_20 crosses_above ema_50", "close > ema_200", "adx_14 > 20",
+                 strength=0.6, stop_atr=2.5, target_atr=5.0, cooldown_bars=10),
+            rule("trend_short", "sell", "ema_20 crosses_below ema_50", "close < ema_200", "adx_14 > 20",
+                 strength=0.6, stop_atr=2.5, target_atr=5.0, cooldown_bars=10),
+        ),
+        "Trend following: EMA 20/50 crosses in the direction of the 200 EMA while ADX says a trend exists.",
+    ),
+    "mean_reversion": Strategy(
+        "mean_reversion",
+        ("rsi:14", "bbands:20:2", "atr:14"),
+        (
+            rule("oversold_band", "buy", "rsi_14 crosses_below 30", "close < bbands_20_2_lower",
+                 strength=0.5, stop_atr=1.5, target_atr=2.0, cooldown_bars=5),
+            rule("overbought_band", "sell", "rsi_14 crosses_above 70", "close > bbands_20_2_upper",
+                 strength=0.5, stop_atr=1.5, target_atr=2.0, cooldown_bars=5),
+        ),
+        "Mean reversion: RSI extremes outside the Bollinger bands.",
+    ),
+    "smc_continuation": Strategy(
+        "smc_continuation",
+        ("ema:200", "atr:14"),
+        (
+            rule("bos_long", "buy", "bos > 0", "close > ema_200", "fvg_bull_bottom > 0",
+                 strength=0.6, stop_atr=2.0, target_atr=4.0, cooldown_bars=5),
+            rule("bos_short", "sell", "bos < 0", "close < ema_200", "fvg_bear_top > 0",
+                 strength=0.6, stop_atr=2.0, target_atr=4.0, cooldown_bars=5),
+        ),
+        "Smart-money continuation: a break of structure with the 200 EMA trend while a fair value gap "
+        "of the same side is open.",
+    ),
+    "smc_reversal": Strategy(
+        "smc_reversal",
+        ("rsi:14", "atr:14"),
+        (
+            rule("choch_long", "buy", "choch > 0", "rsi_14 < 60", strength=0.5, stop_atr=2.0, target_atr=3.0,
+                 cooldown_bars=5),
+            rule("choch_short", "sell", "choch < 0", "rsi_14 > 40", strength=0.5, stop_atr=2.0, target_atr=3.0,
+                 cooldown_bars=5),
+        ),
+        "Smart-money reversal: a change of character before momentum is stretched the new way.",
+    ),
 }
 
 
@@ -134,9 +183,10 @@ def load_strategy(name_or_path: str) -> Strategy:
         rules = tuple(
             Rule(r["name"], r["side"], tuple(Condition.parse(w) for w in r["when"]),
                  strength=float(r.get("strength", 0.5)), timeframes=tuple(r.get("timeframes", ())),
-                 stop_atr=r.get("stop_atr"), target_atr=r.get("target_atr"), atr=r.get("atr", "atr_14"))
+                 stop_atr=r.get("stop_atr"), target_atr=r.get("target_atr"), atr=r.get("atr", "atr_14"),
+                 cooldown_bars=int(r.get("cooldown_bars", 0)))
             for r in doc.get("rule", []))
         return Strategy(doc.get("name", path.stem), tuple(doc.get("indicators", ())), rules,
-                        doc.get("description", ""))
+                        doc.get("description", ""), doc.get("max_risk_score"))
     except KeyError as e:
         raise ConfigError(f"{path}: every [[rule]] needs name, side and when; missing {e}") from None

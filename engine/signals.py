@@ -32,6 +32,8 @@ class SignalOperator:
         self.col_index = {c: i for i, c in enumerate(self.columns)}
         self.keys = SlotMap()
         self.prev = np.full((0, len(self.columns)), np.nan)
+        self.bars = np.zeros(0, np.int64)  # live bars seen per key (for cool-downs)
+        self.last_fire = np.full((0, len(strategy.rules)), NEVER, np.int64)  # bar number of last signal
         self._tf_filter = {r.name: {parse_timeframe(t) for t in r.timeframes} for r in strategy.rules}
         self.versions = {**OPERATOR_VERSIONS, "strategy": f"{strategy.name}@{strategy.version}"}
 
@@ -57,9 +59,7 @@ class SignalOperator:
         keys, inverse = row_keys(c.markets, c.market, c.tf)
         slots = self.keys.lookup(keys)[inverse][live]
         if slots.max() >= len(self.prev):
-            grown = np.full((max(int(slots.max()) + 1, 2 * len(self.prev), 8), len(self.columns)), np.nan)
-            grown[: len(self.prev)] = self.prev
-            self.prev = grown
+            self._grow(max(int(slots.max()) + 1, 2 * len(self.prev), 8))
         # previous value of each row: the row before it of the same key, else the stored state
         order = np.argsort(slots, kind="stable")
         s_sorted = slots[order]
@@ -71,7 +71,21 @@ class SignalOperator:
         prev[order] = prev_sorted
         last = np.r_[s_sorted[1:] != s_sorted[:-1], True]
         self.prev[s_sorted[last]] = cur[order][last]
-        return self._fire(batch, live, cur, prev)
+        # bar number of each row within its key: bars seen before this batch + rank in the batch
+        starts = np.flatnonzero(first)
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        bar_no = np.empty(len(order), np.int64)
+        bar_no[order] = self.bars[s_sorted] + rank
+        self.bars[s_sorted[last]] += rank[last] + 1
+        return self._fire(batch, live, cur, prev, slots, bar_no)
+
+    def _grow(self, capacity: int) -> None:
+        n = len(self.prev)
+        grown = np.full((capacity, len(self.columns)), np.nan)
+        grown[:n] = self.prev
+        self.prev = grown
+        self.bars = np.r_[self.bars, np.zeros(capacity - n, np.int64)]
+        self.last_fire = np.vstack([self.last_fire, np.full((capacity - n, len(self.strategy.rules)), NEVER)])
 
     def _eval(self, cond: Condition, cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
         a, pa = cur[:, self.col_index[cond.left]], prev[:, self.col_index[cond.left]]
@@ -91,7 +105,8 @@ class SignalOperator:
         right = f"{cond.right} ({b:.6g})" if isinstance(cond.right, str) else f"{b:g}"
         return f"{cond.left} ({a:.6g}) {verb} {right}"
 
-    def _fire(self, batch: FeatureBatch, live: np.ndarray, cur: np.ndarray, prev: np.ndarray) -> list[Signal]:
+    def _fire(self, batch: FeatureBatch, live: np.ndarray, cur: np.ndarray, prev: np.ndarray, slots: np.ndarray,
+              bar_no: np.ndarray) -> list[Signal]:
         c = batch.candles
         close = c.close[live]
         close_ts = c.close_ts[live]
@@ -100,7 +115,8 @@ class SignalOperator:
         out: list[Signal] = []
         # a signal needs its risk assessment: none fire while the risk window is still filling
         ready = np.isfinite(batch.values[live, score_col]) if score_col is not None else np.ones(len(live), bool)
-        for r in self.strategy.rules:
+        limit = self.strategy.max_risk_score
+        for k, r in enumerate(self.strategy.rules):
             hit = ready.copy()
             tfs = self._tf_filter[r.name]
             if tfs:
@@ -108,6 +124,10 @@ class SignalOperator:
             for cond in r.when:
                 hit &= self._eval(cond, cur, prev)
             for j in np.flatnonzero(hit):
+                # cool-down: rows of a key come in time order, so earlier firings are already recorded
+                if bar_no[j] - self.last_fire[slots[j], k] <= r.cooldown_bars:
+                    continue
+                self.last_fire[slots[j], k] = bar_no[j]
                 row = live[j]
                 market, tf = c.markets[int(c.market[row])], format_timeframe(int(c.tf[row]))
                 price = float(close[j])
@@ -115,13 +135,15 @@ class SignalOperator:
                 sign = 1.0 if r.side == "buy" else -1.0
                 stop = price - sign * r.stop_atr * atr if r.stop_atr and np.isfinite(atr) else None
                 target = price + sign * r.target_atr * atr if r.target_atr and np.isfinite(atr) else None
+                risk_score = _finite(batch.values[row, score_col]) if score_col is not None else None
+                flags = ["risk_limit"] if limit is not None and risk_score is not None and risk_score > limit else []
                 out.append(Signal(
                     id=stable_id(market, tf, int(close_ts[j]), r.name), market=market, timeframe=tf,
                     ts=int(close_ts[j]), kind=r.name, side=r.side, strength=r.strength, price=price,
                     stop=None if stop is None else float(stop), target=None if target is None else float(target),
                     reasons=[self._reason(cond, cur[j]) for cond in r.when], source_versions=self.versions,
-                    risk_score=_finite(batch.values[row, score_col]) if score_col is not None else None,
-                    risk={f: float(batch.values[row, k]) for f, k in risk_cols if np.isfinite(batch.values[row, k])}))
+                    risk_score=risk_score, flags=flags,
+                    risk={f: float(batch.values[row, i]) for f, i in risk_cols if np.isfinite(batch.values[row, i])}))
         out.sort(key=signal_order)
         return out
 
@@ -129,16 +151,22 @@ class SignalOperator:
         return None
 
     def snapshot(self) -> bytes:
-        return pack_state(self, {"strategy": self.strategy, "keys": self.keys.state(), "prev": self.prev.copy()})
+        return pack_state(self, {"strategy": self.strategy, "keys": self.keys.state(), "prev": self.prev.copy(),
+                                 "bars": self.bars.copy(), "last_fire": self.last_fire.copy()})
 
     def restore(self, data: bytes) -> None:
         state = unpack_state(self, data)
         self.__init__(state["strategy"])
         self.keys.load(state["keys"])
         self.prev = state["prev"].copy()
+        self.bars = state["bars"].copy()
+        self.last_fire = state["last_fire"].copy()
 
     def reset(self) -> None:
         self.__init__(self.strategy)
+
+
+NEVER = -(2**62)  # "no signal yet" for cool-down bookkeeping
 
 
 def _finite(x: float) -> float | None:

@@ -39,7 +39,7 @@ SIGNAL = pa.schema([
     ("kind", pa.string()), ("side", pa.string()), ("strength", pa.float64()), ("price", pa.float64()),
     ("stop", pa.float64()), ("target", pa.float64()), ("reasons", pa.list_(pa.string())),
     ("source_versions", pa.map_(pa.string(), pa.string())), ("risk_score", pa.float64()),
-    ("risk", pa.map_(pa.string(), pa.float64())),
+    ("risk", pa.map_(pa.string(), pa.float64())), ("flags", pa.list_(pa.string())),
 ])
 
 SCHEMAS: dict[type, pa.Schema] = {

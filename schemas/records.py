@@ -103,3 +103,4 @@ class Signal(_Record):
     source_versions: dict[str, str]
     risk_score: float | None = Field(default=None, description="0..100 risk of the bar that fired it")
     risk: dict[str, float] = Field(default_factory=dict, description="the measures and score components behind it")
+    flags: list[str] = Field(default_factory=list, description="e.g. risk_limit: above the strategy's max risk")

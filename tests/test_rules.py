@@ -69,3 +69,21 @@ def test_rule_reading_a_column_not_computed() -> None:
     op = SignalOperator(load_strategy("default"))
     with pytest.raises(ConfigError, match="does not compute"):
         op.update(_features([50], [1]))
+
+
+def test_cooldown_quiets_a_rule_per_market_across_batches() -> None:
+    strategy = Strategy("t", ("rsi:14",), (rule("low", "buy", "rsi_14 < 30", cooldown_bars=2),))
+    whole = SignalOperator(strategy).update(_features([20] * 8, [1] * 8))
+    assert [s.ts // 60_000_000_000 for s in whole] == [1, 4, 7]  # bars 0, 3, 6 (ts is the bar's close)
+    op = SignalOperator(strategy)
+    parts = [op.update(_features([20] * k, [1] * k)) for k in (2, 1, 5)]
+    assert len([s for p in parts for s in p]) == 3
+
+
+def test_risk_limit_marks_signals_without_dropping_them() -> None:
+    strategy = Strategy("t", ("rsi:14",), (rule("low", "buy", "rsi_14 < 30"),), max_risk_score=50.0)
+    f = _features([20, 20, 20], [1, 1, 1])
+    f = FeatureBatch(f.candles, ["rsi_14", "risk_score"], np.column_stack([f.values[:, 0], [np.nan, 40.0, 80.0]]))
+    out = SignalOperator(strategy).update(f)
+    # no signal before the risk is known; above the limit it is flagged, not dropped
+    assert [(s.risk_score, s.flags) for s in out] == [(40.0, []), (80.0, ["risk_limit"])]

@@ -66,3 +66,16 @@ def test_every_signal_is_explained_and_risk_scored() -> None:
             assert np.isclose(quoted[0], a, rtol=1e-5), reason
             assert reason.startswith(cond.left)
         assert s.risk_score == cur["risk_score"]
+
+
+def test_every_builtin_strategy_runs_on_the_bundled_sample() -> None:
+    from engine.pipeline import run_in_process
+    from engine.rules import BUILTIN
+
+    inputs = [load_any(p)[0] for p in sample_paths()]
+    for name in BUILTIN:
+        config = PipelineConfig(timeframes=("1m", "5m"), strategy=name)
+        result = run_in_process(Replay(inputs, batch_size=8192), config)
+        assert result.signals, f"strategy {name} fired nothing on the sample"
+        assert all(s.reasons and s.risk_score is not None for s in result.signals)
+        assert {s.kind for s in result.signals} <= {r.name for r in BUILTIN[name].rules}
