@@ -177,6 +177,50 @@ def cmd_indicators(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_structure(args: argparse.Namespace) -> int:
+    """Every structure, order-block and gap event of one file, in confirmation order."""
+    import numpy as np
+
+    from engine.indicator_table import candles_for
+    from engine.pipeline import Chain, build_operators
+    from engine.sources.columns import parse_column_map
+    from schemas.batches import FeatureBatch
+    from schemas.records import StructureEvent
+
+    if args.swing_length < 1:
+        raise CommandLineError(f"--swing-length must be at least 1, got {args.swing_length}")
+    config = PipelineConfig(timeframes=(args.timeframe,), swing_left=args.swing_length,
+                            swing_right=args.swing_length, break_by=args.break_by)
+    candles = candles_for(args.input, args.timeframe, args.market, parse_column_map(args.columns))
+    candles = candles.take(np.lexsort((candles.market, candles.open_ts)))
+    out = Chain(build_operators("structure", config)).update(FeatureBatch(candles, [], np.empty((len(candles), 0))))
+    events = sorted(out.features.events, key=lambda e: (e.confirmed_ts, e.market, e.ts, e.kind, e.id))
+    _write(args.out, events, StructureEvent)
+    kinds: dict[str, int] = {}
+    for e in events:
+        kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    summary = ", ".join(f"{n:,} {k}" for k, n in sorted(kinds.items()))
+    print(f"{len(candles):,} bars -> {len(events):,} events ({summary}) -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_signals(args: argparse.Namespace) -> int:
+    """Signals of a strategy over one file, in canonical order."""
+    from engine.pipeline import run_in_process
+    from engine.sources.replay import Replay
+    from schemas.records import Signal
+
+    config = _config(args)
+    _check_strategy(config)
+    result = run_in_process(Replay(_load_inputs(args.input, args.market, args.columns),
+                                   batch_size=config.batch_size), config)
+    _write(args.out, result.signals, Signal)
+    flagged = sum(1 for s in result.signals if s.flags)
+    print(f"{result.candles:,} bars -> {len(result.signals):,} signals ({flagged:,} flagged) -> {args.out}",
+          file=sys.stderr)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from actors.live import run_live
     return run_live(args, _config(args))
@@ -211,6 +255,26 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--in-process", action="store_true", help="run without Ray, in this process")
     _add_pipeline_args(replay)
     replay.set_defaults(func=cmd_replay, default_linger_ms=50.0)
+
+    st = sub.add_parser("structure", help="write every structure, order-block and gap event of a file",
+                        description="Build candles (from trades, or read candles) and write each confirmed swing, "
+                                    "BOS/CHoCH and fair value gap event with the bar it refers to and the bar "
+                                    "that confirmed it.")
+    st.add_argument("--input", required=True, help="Parquet, CSV or Feather file of trades or candles")
+    st.add_argument("--timeframe", required=True, help="candle timeframe, e.g. 15m")
+    st.add_argument("--swing-length", type=int, default=5, help="bars left and right confirming a swing (default 5)")
+    st.add_argument("--break-by", choices=["close", "wick"], default="close", help="what breaks a swing level")
+    st.add_argument("--out", required=True, help="events file: JSON Lines, or Parquet if it ends in .parquet")
+    _add_input_args(st)
+    st.set_defaults(func=cmd_structure)
+
+    sig = sub.add_parser("signals", help="write the signals of a strategy over files",
+                         description="Run the pipeline in-process over trade or candle files and write the "
+                                     "strategy's signals with reasons and risk, sorted by (ts, market, kind).")
+    sig.add_argument("--input", nargs="+", required=True, help="Parquet, CSV or Feather files of trades or candles")
+    sig.add_argument("--out", required=True, help="signals file: JSON Lines, or Parquet if it ends in .parquet")
+    _add_pipeline_args(sig)
+    sig.set_defaults(func=cmd_signals, default_linger_ms=0.0)
 
     ind = sub.add_parser("indicators", help="compute indicators over a file of trades or candles",
                          description="Build candles (from trades, or read candles) and add one column per "

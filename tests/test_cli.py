@@ -115,3 +115,32 @@ def test_replay_of_synthetic_trades(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "200,000 synthetic trades of 20 markets" in err and "rows/s" in err
     assert main(["replay", "--input", "synthetic:x", "--out", str(out), "--in-process"]) == 2
+
+
+def test_structure_command_writes_confirmed_events(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    src = SHARED_DATA / "candles" / "ADA_BTC-5m.feather"
+    assert main(["structure", "--input", str(src), "--timeframe", "5m", "--swing-length", "3", "--out", str(out)]) == 0
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    kinds = {e["kind"] for e in events}
+    assert {"swing_high", "swing_low", "bos_bull", "choch_bear", "fvg_bull_created"} <= kinds
+    assert all(e["ts"] < e["confirmed_ts"] and e["id"] for e in events)
+    assert [e["confirmed_ts"] for e in events] == sorted(e["confirmed_ts"] for e in events)
+    from engine.sources.files import load_any
+    bar = {int(t): i for i, t in enumerate(load_any(src)[0].open_ts)}
+    swings = [e for e in events if e["kind"].startswith("swing")]
+    # known at the close of the 3rd bar after the swing bar (bars, not minutes: the file has holes)
+    assert all(bar[e["confirmed_ts"] - 300_000_000_000] - bar[e["ts"]] == 3 for e in swings)
+    assert main(["structure", "--input", str(src), "--timeframe", "5m", "--swing-length", "0",
+                 "--out", str(out)]) == 2
+
+
+def test_signals_command_with_a_strategy_file(tmp_path: Path) -> None:
+    strategy = tmp_path / "s.toml"
+    strategy.write_text('name = "dip"\nindicators = ["rsi:14"]\n[[rule]]\nname = "dip"\nside = "buy"\n'
+                        'when = ["rsi_14 crosses_below 35"]\n')
+    out = tmp_path / "signals.jsonl"
+    src = SHARED_DATA / "candles" / "ADA_BTC-5m.feather"
+    assert main(["signals", "--input", str(src), "--strategy", str(strategy), "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and {r["kind"] for r in rows} == {"dip"} and all(r["risk_score"] is not None for r in rows)
