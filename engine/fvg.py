@@ -33,18 +33,22 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.ids import stable_id
+from engine.ids import stable_id_text
 from engine.keyed import SlotMap, rounds, row_keys
 from engine.operator import pack_state, unpack_state
-from engine.timeframes import format_timeframe
 from schemas.batches import FeatureBatch
-from schemas.records import StructureEvent
+from engine.structure import _timeframe_label, trusted_event
 
 FVG_COLUMNS = ["fvg_bull_top", "fvg_bull_bottom", "fvg_bear_top", "fvg_bear_bottom"]
 DIRECTIONS = ("bull", "bear")  # index 0 / 1 of the per-direction state axis
 # within one bar of one key, events follow this order (a gap is touched before it is filled)
 _STEP_ORDER = {"touched": 0, "mitigated": 1, "invalidated": 1, "merged": 2, "evicted": 3, "created": 4}
 _EMPTY, _OPEN, _TOUCHED = 0, 1, 2
+_KINDS = tuple(f"fvg_{d}" for d in DIRECTIONS)
+
+
+def _first(pair: tuple):
+    return pair[0]
 
 
 class FVGOperator:
@@ -86,74 +90,145 @@ class FVGOperator:
                 arr[: self.capacity] = self.s[key]
             self.s[key] = arr
         self.capacity = new
+        self._limits()
+
+    def _limits(self, slots=None) -> None:
+        """Per slot and direction, the price a bar must reach for any open gap to change (derived, not state).
+
+        Bull: max over live gaps of the edge the next step needs (top while open, bottom once touched);
+        bear: min of (bottom while open, top once touched). A bar beyond neither can skip ``_lifecycle``.
+        """
+        s = self.s
+        if slots is None:
+            self.lim = np.empty((self.capacity, 2))
+            slots = slice(None)
+        state, top, bot = s["gstate"][slots], s["gtop"][slots], s["gbot"][slots]
+        is_open = state == _OPEN
+        touched = state == _TOUCHED
+        self.lim[slots, 0] = np.where(is_open[:, 0], top[:, 0], np.where(touched[:, 0], bot[:, 0], -np.inf)).max(1)
+        self.lim[slots, 1] = np.where(is_open[:, 1], bot[:, 1], np.where(touched[:, 1], top[:, 1], np.inf)).min(1)
 
     def _event(self, out: list, key: tuple, d: int, step: str, ts: int, confirmed: int, price: float,
-               top: float, bot: float, joined: int) -> None:
+               top: float, bot: float, joined: int, gap_id: str | None = None) -> None:
         market, tf = key
-        kind = f"fvg_{DIRECTIONS[d]}"
-        gap_id = stable_id(market, tf, kind, ts)
-        ev = StructureEvent(id=stable_id(gap_id, step), market=market, timeframe=tf, kind=f"{kind}_{step}",
-                            ts=ts, confirmed_ts=confirmed, price=price,
-                            meta={"top": top, "bottom": bot, "joined": float(joined)})
+        kind = _KINDS[d]
+        if gap_id is None:
+            gap_id = stable_id_text(f"{market}|{tf}|{kind}|{ts}")  # stable_id(market, tf, kind, ts)
+        ev = trusted_event(stable_id_text(f"{gap_id}|{step}"), market, tf, f"{kind}_{step}", ts, confirmed, price,
+                           {"top": top, "bottom": bot, "joined": float(joined)})
         out.append(((confirmed, market, tf, _STEP_ORDER[step], ts, d), ev))
 
-    def _lifecycle(self, out: list, keys: list, slots, high, low, close, close_ts) -> np.ndarray:
-        """Touch / fill / break of every open gap by the current bar of each row."""
+    def _lifecycle(self, out: list, labels: list, kidx, slots, high, low, close, close_ts):
+        """Touch / fill / break of every open gap by the current bar of each row.
+
+        Returns, per row, whether a gap closed and whether any gap changed state.
+        """
         s = self.s
         state, top, bot = s["gstate"][slots], s["gtop"][slots], s["gbot"][slots]
-        h, lo, c = high[:, None, None], low[:, None, None], close[:, None, None]
-        is_bull = (np.arange(2) == 0)[None, :, None]
+        h, lo, c = high[:, None], low[:, None], close[:, None]
         live = state != _EMPTY
-        near = np.where(is_bull, lo <= top, h >= bot)
-        far = np.where(is_bull, lo <= bot, h >= top)
-        broken = np.where(is_bull, c < bot, c > top)
-        touched = live & (state == _OPEN) & near
-        filled = live & far
-        for j, d, g in zip(*np.nonzero(touched | filled)):
-            slot, args = slots[j], (float(top[j, d, g]), float(bot[j, d, g]))
-            ts, joined = int(s["gts"][slot, d, g]), int(s["gjoined"][slot, d, g])
-            edge_near, edge_far = (args[0], args[1]) if d == 0 else (args[1], args[0])
-            if touched[j, d, g]:
-                self._event(out, keys[j], d, "touched", ts, int(close_ts[j]), float(edge_near), *args, joined)
-            if filled[j, d, g]:
-                step = "invalidated" if broken[j, d, g] else "mitigated"
-                self._event(out, keys[j], d, step, ts, int(close_ts[j]), float(edge_far), *args, joined)
-        state = np.where(filled, _EMPTY, np.where(touched, _TOUCHED, state)).astype(np.int8)
-        s["gstate"][slots] = state
-        return filled.any(axis=(1, 2))
+        touched = np.empty(state.shape, bool)
+        filled = np.empty(state.shape, bool)
+        broken = np.empty(state.shape, bool)
+        # bull (direction 0): near edge top, far edge bottom; bear (1): near bottom, far top
+        touched[:, 0] = (state[:, 0] == _OPEN) & (lo <= top[:, 0])
+        touched[:, 1] = (state[:, 1] == _OPEN) & (h >= bot[:, 1])
+        filled[:, 0] = live[:, 0] & (lo <= bot[:, 0])
+        filled[:, 1] = live[:, 1] & (h >= top[:, 1])
+        broken[:, 0] = c < bot[:, 0]
+        broken[:, 1] = c > top[:, 1]
+        hit = touched | filled
+        jj, dd, gg = np.nonzero(hit)
+        if len(jj):
+            sl = slots[jj]
+            rows = zip(jj.tolist(), dd.tolist(), top[jj, dd, gg].tolist(), bot[jj, dd, gg].tolist(),
+                       s["gts"][sl, dd, gg].tolist(), s["gjoined"][sl, dd, gg].tolist(),
+                       touched[jj, dd, gg].tolist(), filled[jj, dd, gg].tolist(), broken[jj, dd, gg].tolist(),
+                       close_ts[jj].tolist(), kidx[jj].tolist())
+            event = self._event
+            for j, d, t, b, ts, joined, is_touched, is_filled, is_broken, confirmed, k in rows:
+                key = labels[k]
+                market, tf = key
+                gap_id = stable_id_text(f"{market}|{tf}|{_KINDS[d]}|{ts}")
+                edge_near, edge_far = (t, b) if d == 0 else (b, t)
+                if is_touched:
+                    event(out, key, d, "touched", ts, confirmed, edge_near, t, b, joined, gap_id)
+                if is_filled:
+                    event(out, key, d, "invalidated" if is_broken else "mitigated", ts, confirmed, edge_far, t, b,
+                          joined, gap_id)
+            state = np.where(filled, _EMPTY, np.where(touched, _TOUCHED, state)).astype(np.int8)
+            s["gstate"][slots] = state
+        return filled.any(axis=(1, 2)), hit.any(axis=(1, 2))
 
-    def _detect(self, out: list, keys: list, slots, op, high, low, close, open_ts, close_ts) -> np.ndarray:
+    def _detect(self, out: list, labels: list, kidx, slots, op, high, low, close, open_ts, close_ts) -> np.ndarray:
         """Gaps whose middle bar is the previous bar, confirmed by the current one; then shift the window."""
         s = self.s
-        hp, lp = s["high"][slots, 0], s["low"][slots, 0]
-        mo, mc = s["open"][slots], s["close"][slots]
+        win_hi, win_lo = s["high"][slots], s["low"][slots]
+        hp, lp = win_hi[:, 0], win_lo[:, 0]
         ready = s["run"][slots] >= 2
         bull = ready & (low > hp)
         bear = ready & (high < lp)
         if self.require_body:
+            mo, mc = s["open"][slots], s["close"][slots]
             bull &= mc > mo
             bear &= mc < mo
-        for j in np.flatnonzero(bull | bear):
-            slot, key = slots[j], keys[j]
-            d = 0 if bull[j] else 1
-            top, bot = (low[j], hp[j]) if d == 0 else (lp[j], high[j])
-            ts, joined = int(s["ts"][slot]), 1
-            if self.join_consecutive and s["pdir"][slot] == d:
-                top, bot = max(top, s["ptop"][slot]), min(bot, s["pbot"][slot])
-                joined = int(s["pjoined"][slot]) + 1
-                prev = np.flatnonzero((s["gstate"][slot, d] != _EMPTY) & (s["gts"][slot, d] == s["pts"][slot]))
-                for g in prev:
-                    self._close(out, key, slot, d, int(g), "merged", int(close_ts[j]))
-            self._insert(out, key, slot, d, ts, int(close_ts[j]), float(top), float(bot), joined)
-            s["pdir"][slot], s["ptop"][slot], s["pbot"][slot] = d, top, bot
-            s["pjoined"][slot], s["pts"][slot] = joined, ts
-        s["pdir"][slots[~(bull | bear)]] = -1
+        found = bull | bear
+        if found.any() and not self.join_consecutive:
+            self._open_many(out, labels, kidx, slots, np.flatnonzero(found), bull, high, low, hp, lp, close_ts)
+            s["pdir"][slots[~found]] = -1
+        elif found.any():
+            for j in np.flatnonzero(found).tolist():
+                slot, key = int(slots[j]), labels[kidx[j]]
+                d = 0 if bull[j] else 1
+                top, bot = (low[j], hp[j]) if d == 0 else (lp[j], high[j])
+                ts, joined = int(s["ts"][slot]), 1
+                if self.join_consecutive and s["pdir"][slot] == d:
+                    top, bot = max(top, s["ptop"][slot]), min(bot, s["pbot"][slot])
+                    joined = int(s["pjoined"][slot]) + 1
+                    prev = np.flatnonzero((s["gstate"][slot, d] != _EMPTY) & (s["gts"][slot, d] == s["pts"][slot]))
+                    for g in prev:
+                        self._close(out, key, slot, d, int(g), "merged", int(close_ts[j]))
+                self._insert(out, key, slot, d, ts, int(close_ts[j]), float(top), float(bot), joined)
+                s["pdir"][slot], s["ptop"][slot], s["pbot"][slot] = d, top, bot
+                s["pjoined"][slot], s["pts"][slot] = joined, ts
+            s["pdir"][slots[~found]] = -1
+        else:
+            s["pdir"][slots] = -1
         # shift the three-bar window: the current bar becomes the middle candidate
-        s["high"][slots, 0], s["low"][slots, 0] = s["high"][slots, 1], s["low"][slots, 1]
-        s["high"][slots, 1], s["low"][slots, 1] = high, low
+        win_hi[:, 0], win_lo[:, 0] = win_hi[:, 1], win_lo[:, 1]
+        win_hi[:, 1], win_lo[:, 1] = high, low
+        s["high"][slots], s["low"][slots] = win_hi, win_lo
         s["open"][slots], s["close"][slots], s["ts"][slots] = op, close, open_ts
         s["run"][slots] = np.minimum(s["run"][slots] + 1, 2)
-        return bull | bear
+        return found
+
+    def _open_many(self, out: list, labels: list, kidx, slots, f, bull, high, low, hp, lp, close_ts) -> None:
+        """``_insert`` for the gaps found at rows ``f`` (one per row and slot), vectorised; no joining."""
+        s = self.s
+        sl = slots[f]
+        is_bull = bull[f]
+        d = np.where(is_bull, 0, 1)
+        top = np.where(is_bull, low[f], lp[f])
+        bot = np.where(is_bull, hp[f], high[f])
+        ts = s["ts"][sl]
+        confirmed = close_ts[f]
+        free = s["gstate"][sl, d] == _EMPTY
+        has_free = free.any(axis=1)
+        g = np.where(has_free, free.argmax(axis=1), s["gseq"][sl, d].argmin(axis=1))
+        row_k = kidx[f]
+        if not has_free.all():  # bounded state: the oldest open gap of this direction makes room
+            for i in np.flatnonzero(~has_free).tolist():
+                self._close(out, labels[row_k[i]], int(sl[i]), int(d[i]), int(g[i]), "evicted", int(confirmed[i]))
+        s["gstate"][sl, d, g], s["gtop"][sl, d, g], s["gbot"][sl, d, g] = _OPEN, top, bot
+        s["gts"][sl, d, g], s["gjoined"][sl, d, g] = ts, 1
+        seq = s["seq"][sl]
+        s["gseq"][sl, d, g] = seq
+        s["seq"][sl] = seq + 1
+        s["pdir"][sl], s["ptop"][sl], s["pbot"][sl], s["pjoined"][sl], s["pts"][sl] = d, top, bot, 1, ts
+        event = self._event
+        for k, dd, tt, bb, t, c in zip(row_k.tolist(), d.tolist(), top.tolist(), bot.tolist(), ts.tolist(),
+                                       confirmed.tolist()):
+            event(out, labels[k], dd, "created", t, c, (tt + bb) / 2, tt, bb, 1)
 
     def _close(self, out: list, key: tuple, slot: int, d: int, g: int, step: str, confirmed: int) -> None:
         """Drop open gap ``g`` for a reason other than price (merged, evicted), saying so with an event."""
@@ -195,32 +270,44 @@ class FVGOperator:
         extra = np.full((len(c), len(FVG_COLUMNS)), np.nan)
         events: list = []
         if len(c):
-            keys, inverse = row_keys(c.markets, c.market, c.tf)
-            slots = self.keys.lookup(keys)[inverse]
+            keys, kidx = row_keys(c.markets, c.market, c.tf)
+            slots = self.keys.lookup(keys)[kidx]
             if slots.max() >= self.capacity:
                 self._grow(int(slots.max()) + 1)
-            labels = [(m, format_timeframe(t)) for m, t in keys]
-            row_label = [labels[k] for k in inverse]
-            close_ts, gap, s = c.close_ts, c.gap, self.s
+            labels = [(m, _timeframe_label(t)) for m, t in keys]
+            close_ts, gap, s, lim = c.close_ts, c.gap, self.s, self.lim
+            any_gap = bool(gap.any())
             for rows in rounds(slots):
                 all_rows = rows
                 sl = slots[rows]
-                real = ~gap[rows]
-                # a gap bar breaks the three consecutive bars and any join run; open gaps wait for prices
-                s["run"][sl[~real]] = 0
-                s["pdir"][sl[~real]] = -1
-                rows, sl = rows[real], sl[real]
+                if any_gap:
+                    real = ~gap[rows]
+                    if not real.all():
+                        # a gap bar breaks the three consecutive bars and any join run; open gaps wait for prices
+                        s["run"][sl[~real]] = 0
+                        s["pdir"][sl[~real]] = -1
+                        rows, sl = rows[real], sl[real]
                 if len(rows):
-                    rk = [row_label[r] for r in rows]
-                    closed = self._lifecycle(events, rk, sl, c.high[rows], c.low[rows], c.close[rows],
-                                             close_ts[rows])
-                    opened = self._detect(events, rk, sl, c.open[rows], c.high[rows], c.low[rows],
-                                          c.close[rows], c.open_ts[rows], close_ts[rows])
-                    changed = sl[closed | opened]
-                    if len(changed):
-                        s["cols"][changed] = self._columns(changed)
+                    high, low, close, cts = c.high[rows], c.low[rows], c.close[rows], close_ts[rows]
+                    row_k = kidx[rows]
+                    bounds = lim[sl]
+                    # only bars that reach some open gap's next edge can change it
+                    cand = np.flatnonzero((low <= bounds[:, 0]) | (high >= bounds[:, 1]))
+                    closed = np.zeros(len(rows), bool)
+                    dirty = np.zeros(len(rows), bool)
+                    if len(cand):
+                        closed[cand], dirty[cand] = self._lifecycle(events, labels, row_k[cand], sl[cand], high[cand],
+                                                                    low[cand], close[cand], cts[cand])
+                    opened = self._detect(events, labels, row_k, sl, c.open[rows], high, low, close,
+                                          c.open_ts[rows], cts)
+                    changed = closed | opened
+                    if changed.any():
+                        s["cols"][sl[changed]] = self._columns(sl[changed])
+                    dirty |= opened
+                    if dirty.any():
+                        self._limits(sl[dirty])
                 extra[all_rows] = s["cols"][slots[all_rows]]
-            events.sort(key=lambda pair: pair[0])
+            events.sort(key=_first)
         names = batch.names + FVG_COLUMNS
         return FeatureBatch(c, names, np.hstack([batch.values, extra]), batch.events + [e for _, e in events])
 
@@ -241,6 +328,7 @@ class FVGOperator:
         self.keys.load(state["keys"])
         self.capacity = state["capacity"]
         self.s = {k: v.copy() for k, v in state["s"].items()}
+        self._limits()
 
     def reset(self) -> None:
         """Forget every key, keeping the settings."""

@@ -20,8 +20,12 @@ class SlotMap:
 
     def lookup(self, keys: list) -> np.ndarray:
         """Slot of each key, allocating new ones in first-seen order."""
-        out = np.empty(len(keys), np.int64)
         slots = self.slots
+        try:  # the common case: every key is known
+            return np.array([slots[key] for key in keys], np.int64)
+        except KeyError:
+            pass
+        out = np.empty(len(keys), np.int64)
         for i, key in enumerate(keys):
             slot = slots.get(key)
             if slot is None:
@@ -46,11 +50,20 @@ class SlotMap:
 
 
 def row_keys(markets: list[str], market: np.ndarray, tf: np.ndarray) -> tuple[list, np.ndarray]:
-    """Distinct (market, tf) keys of a batch and, per row, the index of its key in that list."""
-    combined = np.stack([market.astype(np.int64), tf.astype(np.int64)], axis=1)
-    uniq, inverse = np.unique(combined, axis=0, return_inverse=True)
-    keys = [(markets[int(m)], int(t)) for m, t in uniq]
-    return keys, inverse.reshape(-1)
+    """Distinct (market, tf) keys of a batch and, per row, the index of its key in that list.
+
+    Keys are sorted by (market index, tf), as ``np.unique(..., axis=0)`` of the pairs would order them.
+    """
+    m = market.astype(np.int64)
+    if len(tf) == 0 or (tf == tf[0]).all():  # the common case: one timeframe
+        uniq, inverse = np.unique(m, return_inverse=True)
+        t0 = int(tf[0]) if len(tf) else 0
+        return [(markets[i], t0) for i in uniq.tolist()], inverse.reshape(-1)
+    tfs, tf_idx = np.unique(tf.astype(np.int64), return_inverse=True)
+    nt = len(tfs)
+    uniq, inverse = np.unique(m * nt + tf_idx.reshape(-1), return_inverse=True)
+    tf_list = tfs.tolist()
+    return [(markets[u // nt], tf_list[u % nt]) for u in uniq.tolist()], inverse.reshape(-1)
 
 
 def rounds(slots: np.ndarray) -> list[np.ndarray]:
@@ -65,6 +78,8 @@ def rounds(slots: np.ndarray) -> list[np.ndarray]:
     order = np.argsort(slots, kind="stable")
     sorted_slots = slots[order]
     starts = np.flatnonzero(np.r_[True, sorted_slots[1:] != sorted_slots[:-1]])
+    if len(starts) == n:  # every slot once: a single round
+        return [np.arange(n)]
     group_start = np.repeat(starts, np.diff(np.r_[starts, n]))
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n) - group_start
