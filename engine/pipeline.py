@@ -12,6 +12,8 @@ from engine.candles import CandleAggregator
 from engine.config import STAGES, PipelineConfig
 from engine.fvg import FVGOperator
 from engine.indicators.operator import IndicatorOperator
+from engine.liquidity import LiquidityOperator
+from engine.order_blocks import OrderBlockOperator
 from engine.risk.operator import RiskOperator
 from engine.rules import load_strategy
 from engine.signals import SignalOperator, signal_order
@@ -29,7 +31,8 @@ def build_operators(stage: str, config: PipelineConfig) -> list:
         specs = list(dict.fromkeys(list(strategy.indicators) + list(config.indicators)))
         return [IndicatorOperator(specs)]
     if stage == "structure":
-        return [SwingOperator(config.swing_left, config.swing_right, config.break_by), FVGOperator()]
+        return [SwingOperator(config.swing_left, config.swing_right, config.break_by), FVGOperator(),
+                OrderBlockOperator(), LiquidityOperator()]
     if stage == "signals":
         # risk first, so every signal carries the risk of the bar that fired it
         return [RiskOperator(window=config.risk_window), SignalOperator(load_strategy(config.strategy))]

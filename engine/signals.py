@@ -14,7 +14,8 @@ from schemas.batches import FeatureBatch
 from schemas.records import Signal
 
 CANDLE_FIELDS = ("open", "high", "low", "close", "volume", "vwap", "buy_volume", "sell_volume")
-OPERATOR_VERSIONS = {"candles": "1", "indicators": "1", "structure": "2", "fvg": "1", "risk": "1", "signals": "2"}
+OPERATOR_VERSIONS = {"candles": "1", "indicators": "1", "structure": "2", "fvg": "1", "order_blocks": "1",
+                     "liquidity": "1", "risk": "1", "signals": "2"}
 # risk columns copied onto each signal (what the risk operator computed for the firing bar)
 RISK_FIELDS = ("vol_cc", "vol_parkinson", "var_95", "cvar_95", "var_99", "cvar_99", "drawdown", "stop_distance",
                "risk_volatility", "risk_var", "risk_drawdown", "risk_stop")
