@@ -33,6 +33,9 @@ def _add_pipeline_args(p: argparse.ArgumentParser, timeframes: str = "1m") -> No
     p.add_argument("--swing", type=int, default=5, help="left/right bars confirming a swing (default 5)")
     p.add_argument("--break-by", choices=["close", "wick"], default="close",
                    help="a swing level breaks on a close beyond it (default) or any trade beyond it")
+    p.add_argument("--analyses", default="fvg,order_blocks,liquidity",
+                   help="structure analyses after swings and breaks, comma-separated, or none "
+                        "(default fvg,order_blocks,liquidity)")
     p.add_argument("--shards", type=int, default=1, help="shard actors per stage (default 1)")
     p.add_argument("--fused", action="store_true", help="run all stages of a shard in one actor (lower latency)")
     p.add_argument("--batch-size", type=int, default=8192, help="max rows per micro-batch (default 8192)")
@@ -58,6 +61,7 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
             lateness_ns=lateness, gaps=args.gaps, strategy=args.strategy,
             indicators=tuple(s for s in args.indicators.split(",") if s.strip()),
             swing_left=args.swing, swing_right=args.swing, break_by=args.break_by,
+            analyses=tuple(a.strip() for a in args.analyses.split(",") if a.strip() and a.strip() != "none"),
             shards={s: args.shards for s in STAGES},
             fused=args.fused, batch_size=args.batch_size,
             linger_ms=args.linger_ms if args.linger_ms is not None else args.default_linger_ms)

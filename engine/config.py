@@ -25,6 +25,9 @@ class PipelineConfig(BaseModel):
     swing_right: int = Field(default=5, ge=1)
     break_by: Literal["close", "wick"] = Field(default="close", description="what breaks a swing level")
     risk_window: int = Field(default=100, ge=2, description="bars of returns behind volatility, VaR and CVaR")
+    analyses: tuple[Literal["fvg", "order_blocks", "liquidity"], ...] = Field(
+        default=("fvg", "order_blocks", "liquidity"),
+        description="structure analyses after swings and breaks (each adds its columns and events)")
     # Ray layout
     shards: dict[str, int] = Field(default_factory=lambda: {s: 1 for s in STAGES})
     fused: bool = Field(default=False, description="run all stages of a shard in one actor (lowest latency)")

@@ -31,8 +31,9 @@ def build_operators(stage: str, config: PipelineConfig) -> list:
         specs = list(dict.fromkeys(list(strategy.indicators) + list(config.indicators)))
         return [IndicatorOperator(specs)]
     if stage == "structure":
-        return [SwingOperator(config.swing_left, config.swing_right, config.break_by), FVGOperator(),
-                OrderBlockOperator(), LiquidityOperator()]
+        optional = {"fvg": FVGOperator, "order_blocks": OrderBlockOperator, "liquidity": LiquidityOperator}
+        return [SwingOperator(config.swing_left, config.swing_right, config.break_by)] + [
+            optional[name]() for name in ("fvg", "order_blocks", "liquidity") if name in config.analyses]
     if stage == "signals":
         # risk first, so every signal carries the risk of the bar that fired it
         return [RiskOperator(window=config.risk_window), SignalOperator(load_strategy(config.strategy))]
