@@ -34,8 +34,7 @@ import numpy as np
 
 from engine.errors import ConfigError
 from engine.ids import stable_id_text
-from engine.keyed import SlotMap, rounds, row_keys
-from engine.operator import pack_state, unpack_state
+from engine.keyed import KeyedArrayOperator, SlotMap, rounds, row_keys
 from schemas.batches import FeatureBatch
 from engine.structure import _timeframe_label, trusted_event
 
@@ -51,7 +50,7 @@ def _first(pair: tuple):
     return pair[0]
 
 
-class FVGOperator:
+class FVGOperator(KeyedArrayOperator):
     """Keyed fair-value-gap detector and lifecycle tracker over closed candles."""
 
     name = "fvg"
@@ -311,25 +310,9 @@ class FVGOperator:
         names = batch.names + FVG_COLUMNS
         return FeatureBatch(c, names, np.hstack([batch.values, extra]), batch.events + [e for _, e in events])
 
-    def flush(self) -> None:
-        """Nothing is pending: gaps and their steps are emitted at the bar that confirms them."""
-        return None
+    def settings(self) -> dict:
+        return {"join_consecutive": self.join_consecutive, "max_open": self.max_open,
+                "require_body": self.require_body}
 
-    def snapshot(self) -> bytes:
-        """All per-key state, settings included."""
-        return pack_state(self, {"join_consecutive": self.join_consecutive, "max_open": self.max_open,
-                                 "require_body": self.require_body, "keys": self.keys.state(),
-                                 "capacity": self.capacity, "s": {k: v.copy() for k, v in self.s.items()}})
-
-    def restore(self, data: bytes) -> None:
-        """Replace all state (and settings) with a snapshot of this operator."""
-        state = unpack_state(self, data)
-        self.__init__(state["join_consecutive"], state["max_open"], state["require_body"])
-        self.keys.load(state["keys"])
-        self.capacity = state["capacity"]
-        self.s = {k: v.copy() for k, v in state["s"].items()}
+    def _restored(self) -> None:
         self._limits()
-
-    def reset(self) -> None:
-        """Forget every key, keeping the settings."""
-        self.__init__(self.join_consecutive, self.max_open, self.require_body)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.operator import pack_state, unpack_state
+
 
 class SlotMap:
     """Assigns each key (e.g. ``(market, timeframe_ns)``) a stable row in the state arrays.
@@ -88,3 +90,42 @@ def rounds(slots: np.ndarray) -> list[np.ndarray]:
     by_rank = np.argsort(rank, kind="stable")
     bounds = np.flatnonzero(np.diff(rank[by_rank])) + 1
     return np.split(by_rank, bounds)
+
+
+class KeyedArrayOperator:
+    """Snapshot, restore, reset and flush for operators whose per-key state is rows of ``self.s``.
+
+    Subclasses set ``keys`` (a SlotMap), ``capacity`` and ``s`` in ``__init__`` and return their
+    constructor arguments from ``settings()``, so a snapshot rebuilds an identical operator.
+    """
+
+    name: str
+    version: str
+
+    def settings(self) -> dict:
+        raise NotImplementedError
+
+    def _restored(self) -> None:
+        """Hook: rebuild anything derived from ``s`` after a restore."""
+
+    def flush(self) -> None:
+        """Nothing is pending: every event is emitted at the bar that confirms it."""
+        return None
+
+    def snapshot(self) -> bytes:
+        """All per-key state, settings included."""
+        return pack_state(self, {"settings": self.settings(), "keys": self.keys.state(), "capacity": self.capacity,
+                                 "s": {k: v.copy() for k, v in self.s.items()}})
+
+    def restore(self, data: bytes) -> None:
+        """Replace all state (and settings) with a snapshot of this operator."""
+        state = unpack_state(self, data)
+        self.__init__(**state["settings"])
+        self.keys.load(state["keys"])
+        self.capacity = state["capacity"]
+        self.s = {k: v.copy() for k, v in state["s"].items()}
+        self._restored()
+
+    def reset(self) -> None:
+        """Forget every key, keeping the settings."""
+        self.__init__(**self.settings())

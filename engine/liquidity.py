@@ -25,8 +25,7 @@ import numpy as np
 
 from engine.errors import ConfigError
 from engine.ids import stable_id
-from engine.keyed import SlotMap, rounds, row_keys
-from engine.operator import pack_state, unpack_state
+from engine.keyed import KeyedArrayOperator, SlotMap, rounds, row_keys
 from engine.ranges import (DEFAULT_SESSIONS, PERIOD_COLUMNS, RANGE_COLUMNS, Session, advance_periods,
                            dealing_range, period_spec, session_columns)
 from engine.timeframes import format_timeframe
@@ -38,7 +37,7 @@ SIDES = ("high", "low")  # index 0 / 1 of the per-side state axis
 _STEP_ORDER = {"swept": 0, "evicted": 1, "grown": 2, "created": 2}
 
 
-class LiquidityOperator:
+class LiquidityOperator(KeyedArrayOperator):
     """Keyed equal-highs/lows pools with sweeps, dealing-range position, previous day/week levels, sessions."""
 
     name = "liquidity"
@@ -201,28 +200,8 @@ class LiquidityOperator:
         names = batch.names + self.columns
         return FeatureBatch(c, names, np.hstack([batch.values, extra]), batch.events + [e for _, e in events])
 
-    def flush(self) -> None:
-        """Nothing is pending: every value is emitted at the bar that makes it known."""
-        return None
-
-    def _settings(self) -> dict:
+    def settings(self) -> dict:
         return {"tolerance_pct": self.tolerance_pct, "tolerance_atr": self.tolerance_atr,
                 "tolerance_abs": self.tolerance_abs, "atr_column": self.atr_column, "max_open": self.max_open,
                 "sessions": self.sessions}
 
-    def snapshot(self) -> bytes:
-        """All per-key state, settings included."""
-        return pack_state(self, {"settings": self._settings(), "keys": self.keys.state(), "capacity": self.capacity,
-                                 "s": {k: v.copy() for k, v in self.s.items()}})
-
-    def restore(self, data: bytes) -> None:
-        """Replace all state (and settings) with a snapshot of this operator."""
-        state = unpack_state(self, data)
-        self.__init__(**state["settings"])
-        self.keys.load(state["keys"])
-        self.capacity = state["capacity"]
-        self.s = {k: v.copy() for k, v in state["s"].items()}
-
-    def reset(self) -> None:
-        """Forget every key, keeping the settings."""
-        self.__init__(**self._settings())

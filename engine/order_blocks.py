@@ -39,8 +39,7 @@ import numpy as np
 
 from engine.errors import ConfigError
 from engine.ids import stable_id
-from engine.keyed import SlotMap, rounds, row_keys
-from engine.operator import pack_state, unpack_state
+from engine.keyed import KeyedArrayOperator, SlotMap, rounds, row_keys
 from engine.timeframes import format_timeframe
 from schemas.batches import FeatureBatch
 from schemas.records import StructureEvent
@@ -56,7 +55,7 @@ _STEP_ORDER = {"breaker_invalidated": 0, "touched": 1, "mitigated": 2, "breaker_
 _EMPTY, _LIVE, _TOUCHED, _BREAKER = 0, 1, 2, 3
 
 
-class OrderBlockOperator:
+class OrderBlockOperator(KeyedArrayOperator):
     """Keyed order-block detector and lifecycle tracker, fed by SwingOperator's output."""
 
     name = "order_blocks"
@@ -259,24 +258,5 @@ class OrderBlockOperator:
                 out.setdefault(r, []).append((e.kind, e.ts, e.price))
         return out
 
-    def flush(self) -> None:
-        """Nothing is pending: blocks and their steps are emitted at the bar that confirms them."""
-        return None
-
-    def snapshot(self) -> bytes:
-        """All per-key state, settings included."""
-        return pack_state(self, {"lookback": self.lookback, "max_blocks": self.max_blocks,
-                                 "mitigate_by": self.mitigate_by, "keys": self.keys.state(),
-                                 "capacity": self.capacity, "s": {k: v.copy() for k, v in self.s.items()}})
-
-    def restore(self, data: bytes) -> None:
-        """Replace all state (and settings) with a snapshot of this operator."""
-        state = unpack_state(self, data)
-        self.__init__(state["lookback"], state["max_blocks"], state["mitigate_by"])
-        self.keys.load(state["keys"])
-        self.capacity = state["capacity"]
-        self.s = {k: v.copy() for k, v in state["s"].items()}
-
-    def reset(self) -> None:
-        """Forget every key, keeping the settings."""
-        self.__init__(self.lookback, self.max_blocks, self.mitigate_by)
+    def settings(self) -> dict:
+        return {"lookback": self.lookback, "max_blocks": self.max_blocks, "mitigate_by": self.mitigate_by}

@@ -17,8 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.ids import stable_id_text
-from engine.keyed import SlotMap, rounds, row_keys
-from engine.operator import pack_state, unpack_state
+from engine.keyed import KeyedArrayOperator, SlotMap, rounds, row_keys
 from engine.timeframes import format_timeframe
 from schemas.batches import FeatureBatch
 from schemas.records import StructureEvent
@@ -68,7 +67,7 @@ def _event_order(e: StructureEvent) -> tuple:
     return d["confirmed_ts"], d["market"], d["timeframe"], d["kind"], d["ts"]
 
 
-class SwingOperator:
+class SwingOperator(KeyedArrayOperator):
     """Keyed swing detector over closed candles; adds structure columns and StructureEvents."""
 
     name = "structure"
@@ -200,21 +199,5 @@ class SwingOperator:
         names = batch.names + STRUCTURE_COLUMNS
         return FeatureBatch(c, names, np.hstack([batch.values, extra]), batch.events + events)
 
-    def flush(self) -> None:
-        """Nothing is pending: swings are emitted as soon as they are confirmed."""
-        return None
-
-    def snapshot(self) -> bytes:
-        return pack_state(self, {"left": self.left, "right": self.right, "break_by": self.break_by,
-                                 "keys": self.keys.state(),
-                                 "capacity": self.capacity, "s": {k: v.copy() for k, v in self.s.items()}})
-
-    def restore(self, data: bytes) -> None:
-        state = unpack_state(self, data)
-        self.__init__(state["left"], state["right"], state["break_by"])
-        self.keys.load(state["keys"])
-        self.capacity = state["capacity"]
-        self.s = {k: v.copy() for k, v in state["s"].items()}
-
-    def reset(self) -> None:
-        self.__init__(self.left, self.right, self.break_by)
+    def settings(self) -> dict:
+        return {"left": self.left, "right": self.right, "break_by": self.break_by}
