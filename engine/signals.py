@@ -7,6 +7,7 @@ import numpy as np
 from engine.errors import ConfigError
 from engine.ids import stable_id
 from engine.keyed import SlotMap, row_keys
+from engine.mtf import HigherTimeframeView
 from engine.operator import pack_state, unpack_state
 from engine.rules import Condition, Strategy
 from engine.timeframes import format_timeframe, parse_timeframe
@@ -37,12 +38,16 @@ class SignalOperator:
         self.last_fire = np.full((0, len(strategy.rules)), NEVER, np.int64)  # bar number of last signal
         self._tf_filter = {r.name: {parse_timeframe(t) for t in r.timeframes} for r in strategy.rules}
         self.versions = {**OPERATOR_VERSIONS, "strategy": f"{strategy.name}@{strategy.version}"}
+        self.higher = HigherTimeframeView([c for c in self.columns if "@" in c])
 
     def _matrix(self, batch: FeatureBatch) -> np.ndarray:
         c = batch.candles
+        higher = self.higher.lookup(batch)
         cols = []
         for name in self.columns:
-            if name in batch.names:
+            if name in higher:
+                cols.append(higher[name])
+            elif name in batch.names:
                 cols.append(batch.column(name))
             elif name in CANDLE_FIELDS:
                 cols.append(getattr(c, name))
@@ -153,7 +158,8 @@ class SignalOperator:
 
     def snapshot(self) -> bytes:
         return pack_state(self, {"strategy": self.strategy, "keys": self.keys.state(), "prev": self.prev.copy(),
-                                 "bars": self.bars.copy(), "last_fire": self.last_fire.copy()})
+                                 "bars": self.bars.copy(), "last_fire": self.last_fire.copy(),
+                                 "higher": self.higher.state()})
 
     def restore(self, data: bytes) -> None:
         state = unpack_state(self, data)
@@ -162,6 +168,7 @@ class SignalOperator:
         self.prev = state["prev"].copy()
         self.bars = state["bars"].copy()
         self.last_fire = state["last_fire"].copy()
+        self.higher.load(state["higher"])
 
     def reset(self) -> None:
         self.__init__(self.strategy)
