@@ -55,7 +55,8 @@ class Rule:
     strength: float = 0.5
     timeframes: tuple[str, ...] = ()  # empty: every timeframe
     stop_atr: float | None = None  # stop at close ∓ stop_atr × the ATR column
-    target_atr: float | None = None
+    target_atr: float | None = None  # first target at close ± target_atr × ATR
+    more_targets_atr: tuple[float, ...] = ()  # further targets, in ATR multiples, farther out
     atr: str = "atr_14"
     cooldown_bars: int = 0  # after firing, stay quiet this many bars of the same market and timeframe
 
@@ -66,6 +67,11 @@ class Rule:
             raise ConfigError(f"rule {self.name!r}: strength must be within 0..1, got {self.strength}")
         if not self.when:
             raise ConfigError(f"rule {self.name!r}: needs at least one condition")
+        targets = ((self.target_atr,) if self.target_atr else ()) + tuple(self.more_targets_atr)
+        if self.more_targets_atr and not self.target_atr:
+            raise ConfigError(f"rule {self.name!r}: more targets need a first target_atr")
+        if any(b <= a for a, b in zip(targets, targets[1:])) or any(t <= 0 for t in targets):
+            raise ConfigError(f"rule {self.name!r}: targets must be positive and increasing, got {targets}")
         if self.cooldown_bars < 0:
             raise ConfigError(f"rule {self.name!r}: cooldown_bars must be >= 0, got {self.cooldown_bars}")
 
@@ -124,9 +130,9 @@ BUILTIN: dict[str, Strategy] = {
         ("ema:20", "ema:50", "ema:200", "adx:14", "atr:14"),
         (
             rule("trend_long", "buy", "ema_20 crosses_above ema_50", "close > ema_200", "adx_14 > 20",
-                 strength=0.6, stop_atr=2.5, target_atr=5.0, cooldown_bars=10),
+                 strength=0.6, stop_atr=2.5, target_atr=3.0, more_targets_atr=(5.0, 8.0), cooldown_bars=10),
             rule("trend_short", "sell", "ema_20 crosses_below ema_50", "close < ema_200", "adx_14 > 20",
-                 strength=0.6, stop_atr=2.5, target_atr=5.0, cooldown_bars=10),
+                 strength=0.6, stop_atr=2.5, target_atr=3.0, more_targets_atr=(5.0, 8.0), cooldown_bars=10),
         ),
         "Trend following: EMA 20/50 crosses in the direction of the 200 EMA while ADX says a trend exists.",
     ),
@@ -184,7 +190,8 @@ def load_strategy(name_or_path: str) -> Strategy:
             Rule(r["name"], r["side"], tuple(Condition.parse(w) for w in r["when"]),
                  strength=float(r.get("strength", 0.5)), timeframes=tuple(r.get("timeframes", ())),
                  stop_atr=r.get("stop_atr"), target_atr=r.get("target_atr"), atr=r.get("atr", "atr_14"),
-                 cooldown_bars=int(r.get("cooldown_bars", 0)))
+                 cooldown_bars=int(r.get("cooldown_bars", 0)),
+                 more_targets_atr=tuple(float(t) for t in r.get("more_targets_atr", ())))
             for r in doc.get("rule", []))
         return Strategy(doc.get("name", path.stem), tuple(doc.get("indicators", ())), rules,
                         doc.get("description", ""), doc.get("max_risk_score"))

@@ -140,13 +140,15 @@ class SignalOperator:
                 atr = cur[j, self.col_index[r.atr]] if r.atr in self.col_index else np.nan
                 sign = 1.0 if r.side == "buy" else -1.0
                 stop = price - sign * r.stop_atr * atr if r.stop_atr and np.isfinite(atr) else None
-                target = price + sign * r.target_atr * atr if r.target_atr and np.isfinite(atr) else None
+                multiples = ((r.target_atr,) if r.target_atr else ()) + r.more_targets_atr
+                targets = [float(price + sign * k * atr) for k in multiples] if np.isfinite(atr) else []
                 risk_score = _finite(batch.values[row, score_col]) if score_col is not None else None
                 flags = ["risk_limit"] if limit is not None and risk_score is not None and risk_score > limit else []
                 out.append(Signal(
                     id=stable_id(market, tf, int(close_ts[j]), r.name), market=market, timeframe=tf,
                     ts=int(close_ts[j]), kind=r.name, side=r.side, strength=r.strength, price=price,
-                    stop=None if stop is None else float(stop), target=None if target is None else float(target),
+                    stop=None if stop is None else float(stop), target=targets[0] if targets else None,
+                    targets=targets,
                     reasons=[self._reason(cond, cur[j]) for cond in r.when], source_versions=self.versions,
                     risk_score=risk_score, flags=flags,
                     risk={f: float(batch.values[row, i]) for f, i in risk_cols if np.isfinite(batch.values[row, i])}))

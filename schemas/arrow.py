@@ -37,7 +37,8 @@ STRUCTURE_EVENT = pa.schema([
 SIGNAL = pa.schema([
     ("id", pa.string()), ("market", pa.string()), ("timeframe", pa.string()), ("ts", pa.int64()),
     ("kind", pa.string()), ("side", pa.string()), ("strength", pa.float64()), ("price", pa.float64()),
-    ("stop", pa.float64()), ("target", pa.float64()), ("reasons", pa.list_(pa.string())),
+    ("stop", pa.float64()), ("target", pa.float64()), ("targets", pa.list_(pa.float64())),
+    ("reasons", pa.list_(pa.string())),
     ("source_versions", pa.map_(pa.string(), pa.string())), ("risk_score", pa.float64()),
     ("risk", pa.map_(pa.string(), pa.float64())), ("flags", pa.list_(pa.string())),
 ])

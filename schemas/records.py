@@ -98,7 +98,8 @@ class Signal(_Record):
     strength: float = Field(ge=0.0, le=1.0)
     price: float
     stop: float | None = None
-    target: float | None = None
+    target: float | None = Field(default=None, description="the first target")
+    targets: list[float] = Field(default_factory=list, description="every target, nearest first")
     reasons: list[str]
     source_versions: dict[str, str]
     risk_score: float | None = Field(default=None, description="0..100 risk of the bar that fired it")

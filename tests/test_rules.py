@@ -87,3 +87,14 @@ def test_risk_limit_marks_signals_without_dropping_them() -> None:
     out = SignalOperator(strategy).update(f)
     # no signal before the risk is known; above the limit it is flagged, not dropped
     assert [(s.risk_score, s.flags) for s in out] == [(40.0, []), (80.0, ["risk_limit"])]
+
+
+def test_several_targets_at_increasing_atr_multiples() -> None:
+    strategy = Strategy("t", ("rsi:14",), (rule("low", "sell", "rsi_14 < 30", stop_atr=1.0, target_atr=2.0,
+                                                 more_targets_atr=(3.0, 5.0)),))
+    f = _features([20], [10.0])
+    f = FeatureBatch(f.candles, ["rsi_14", "atr_14"], np.column_stack([f.values[:, 0], [0.5]]))
+    (s,) = SignalOperator(strategy).update(f)
+    assert s.stop == 10.5 and s.target == 9.0 and s.targets == [9.0, 8.5, 7.5]
+    with pytest.raises(ConfigError, match="increasing"):
+        rule("bad", "buy", "rsi_14 < 30", target_atr=3.0, more_targets_atr=(2.0,))
