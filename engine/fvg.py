@@ -34,7 +34,7 @@ import numpy as np
 
 from engine.errors import ConfigError
 from engine.ids import stable_id_text
-from engine.keyed import KeyedArrayOperator, SlotMap, rounds, row_keys
+from engine.keyed import KeyedArrayOperator, SlotMap, rounds
 from schemas.batches import FeatureBatch
 from engine.structure import _timeframe_label, trusted_event
 
@@ -269,10 +269,7 @@ class FVGOperator(KeyedArrayOperator):
         extra = np.full((len(c), len(FVG_COLUMNS)), np.nan)
         events: list = []
         if len(c):
-            keys, kidx = row_keys(c.markets, c.market, c.tf)
-            slots = self.keys.lookup(keys)[kidx]
-            if slots.max() >= self.capacity:
-                self._grow(int(slots.max()) + 1)
+            keys, kidx, slots = self.key_slots(c.markets, c.market, c.tf)
             labels = [(m, _timeframe_label(t)) for m, t in keys]
             close_ts, gap, s, lim = c.close_ts, c.gap, self.s, self.lim
             any_gap = bool(gap.any())

@@ -105,6 +105,18 @@ class KeyedArrayOperator:
     def settings(self) -> dict:
         raise NotImplementedError
 
+    def _grow(self, capacity: int) -> None:
+        raise NotImplementedError
+
+    def key_slots(self, markets: list[str], market: np.ndarray, tf: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
+        """The batch's distinct (market, tf) keys, each row's index into them, and each row's slot
+        (state rows grown to fit)."""
+        keys, inverse = row_keys(markets, market, tf)
+        slots = self.keys.lookup(keys)[inverse]
+        if slots.max() >= self.capacity:
+            self._grow(int(slots.max()) + 1)
+        return keys, inverse, slots
+
     def _restored(self) -> None:
         """Hook: rebuild anything derived from ``s`` after a restore."""
 

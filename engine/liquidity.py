@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.errors import ConfigError
 from engine.ids import stable_id
-from engine.keyed import KeyedArrayOperator, SlotMap, rounds, row_keys
+from engine.keyed import KeyedArrayOperator, SlotMap, rounds
 from engine.ranges import (DEFAULT_SESSIONS, PERIOD_COLUMNS, RANGE_COLUMNS, Session, advance_periods,
                            dealing_range, period_spec, session_columns)
 from engine.timeframes import format_timeframe
@@ -163,10 +163,7 @@ class LiquidityOperator(KeyedArrayOperator):
                 raise ConfigError(f"LiquidityOperator needs SwingOperator's columns first; missing {missing}")
             swing = np.stack([batch.column("swing_high"), batch.column("swing_low")], axis=1)
             atr = batch.column(self.atr_column) if self.atr_column in batch.names else np.full(len(c), np.nan)
-            keys, inverse = row_keys(c.markets, c.market, c.tf)
-            slots = self.keys.lookup(keys)[inverse]
-            if slots.max() >= self.capacity:
-                self._grow(int(slots.max()) + 1)
+            keys, inverse, slots = self.key_slots(c.markets, c.market, c.tf)
             labels = [(m, format_timeframe(t)) for m, t in keys]
             row_label = [labels[k] for k in inverse]
             # the swing bar's own open time comes with SwingOperator's event for it

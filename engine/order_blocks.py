@@ -39,7 +39,7 @@ import numpy as np
 
 from engine.errors import ConfigError
 from engine.ids import stable_id
-from engine.keyed import KeyedArrayOperator, SlotMap, rounds, row_keys
+from engine.keyed import KeyedArrayOperator, SlotMap, rounds
 from engine.timeframes import format_timeframe
 from schemas.batches import FeatureBatch
 from schemas.records import StructureEvent
@@ -201,10 +201,7 @@ class OrderBlockOperator(KeyedArrayOperator):
         extra = np.full((len(c), len(OB_COLUMNS)), np.nan)
         events: list = []
         if len(c):
-            keys, inverse = row_keys(c.markets, c.market, c.tf)
-            slots = self.keys.lookup(keys)[inverse]
-            if slots.max() >= self.capacity:
-                self._grow(int(slots.max()) + 1)
+            keys, inverse, slots = self.key_slots(c.markets, c.market, c.tf)
             labels = [(m, format_timeframe(t)) for m, t in keys]
             row_label = [labels[k] for k in inverse]
             close_ts, s = c.close_ts, self.s

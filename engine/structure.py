@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.ids import stable_id_text
-from engine.keyed import KeyedArrayOperator, SlotMap, rounds, row_keys
+from engine.keyed import KeyedArrayOperator, SlotMap, rounds
 from engine.timeframes import format_timeframe
 from schemas.batches import FeatureBatch
 from schemas.records import StructureEvent
@@ -105,10 +105,7 @@ class SwingOperator(KeyedArrayOperator):
         extra = np.full((len(c), len(STRUCTURE_COLUMNS)), np.nan)
         events: list = []
         if len(c):
-            keys, inverse = row_keys(c.markets, c.market, c.tf)
-            slots = self.keys.lookup(keys)[inverse]
-            if slots.max() >= self.capacity:
-                self._grow(int(slots.max()) + 1)
+            keys, inverse, slots = self.key_slots(c.markets, c.market, c.tf)
             labels = [(m, _timeframe_label(t)) for m, t in keys]
             s, w, left = self.s, self.window, self.left
             # flat views of the ring buffers: slot k's window is [k * w, (k + 1) * w)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.keyed import SlotMap, rounds, row_keys
-from engine.operator import pack_state, unpack_state
+from engine.keyed import KeyedArrayOperator, SlotMap, rounds
 from engine.risk import measures as m
 from engine.risk.score import COMPONENTS, check_scales, check_weights, score
 from schemas.batches import FeatureBatch
@@ -24,7 +23,7 @@ def level_label(level: float) -> str:
     return f"{level * 100:g}"
 
 
-class RiskOperator:
+class RiskOperator(KeyedArrayOperator):
     """Adds volatility, VaR/CVaR, drawdown, ATR stop and a 0..100 risk score to every closed bar."""
 
     name = "risk"
@@ -55,7 +54,7 @@ class RiskOperator:
         self.s: dict[str, np.ndarray] = {}
         self._grow(8)
 
-    def config(self) -> dict:
+    def settings(self) -> dict:
         """Constructor arguments, enough to rebuild an identical empty operator."""
         return {"window": self.window, "atr_window": self.atr_window, "stop_atr": self.stop_atr,
                 "history": self.history, "levels": self.levels, "annualise": self.annualise,
@@ -142,10 +141,7 @@ class RiskOperator:
         c = batch.candles
         extra = np.full((len(c), len(self.columns)), np.nan)
         if len(c):
-            keys, inverse = row_keys(c.markets, c.market, c.tf)
-            slots = self.keys.lookup(keys)[inverse]
-            if slots.max() >= self.capacity:
-                self._grow(int(slots.max()) + 1)
+            keys, inverse, slots = self.key_slots(c.markets, c.market, c.tf)
             scale = np.sqrt(YEAR_NS / c.tf.astype(np.float64)) if self.annualise else np.ones(len(c))
             live = np.flatnonzero(~c.gap)
             for part in rounds(slots[live]):
@@ -164,21 +160,3 @@ class RiskOperator:
     def initialized(self) -> bool:
         """True once any key has seen bars."""
         return len(self.keys) > 0
-
-    def flush(self) -> None:
-        """Nothing is pending: every bar's risk is final when it closes."""
-        return None
-
-    def snapshot(self) -> bytes:
-        return pack_state(self, {"config": self.config(), "keys": self.keys.state(), "capacity": self.capacity,
-                                 "s": {k: v.copy() for k, v in self.s.items()}})
-
-    def restore(self, data: bytes) -> None:
-        state = unpack_state(self, data)
-        self.__init__(**state["config"])
-        self.keys.load(state["keys"])
-        self.capacity = state["capacity"]
-        self.s = {k: v.copy() for k, v in state["s"].items()}
-
-    def reset(self) -> None:
-        self.__init__(**self.config())
