@@ -34,7 +34,7 @@ import numpy as np
 
 from engine.errors import ConfigError
 from engine.ids import stable_id_text
-from engine.keyed import KeyedArrayOperator, SlotMap, rounds
+from engine.keyed import KeyedArrayOperator, SlotMap, newest_bounds, rounds
 from schemas.batches import FeatureBatch
 from engine.structure import _timeframe_label, trusted_event
 
@@ -256,12 +256,7 @@ class FVGOperator(KeyedArrayOperator):
     def _columns(self, slots: np.ndarray) -> np.ndarray:
         """Top/bottom of the newest open gap per direction, NaN when none is open."""
         s = self.s
-        state, seq = s["gstate"][slots], np.where(s["gstate"][slots] != _EMPTY, s["gseq"][slots], -1)
-        newest = np.argmax(seq, axis=2)[..., None]
-        any_open = (state != _EMPTY).any(axis=2)
-        top = np.where(any_open, np.take_along_axis(s["gtop"][slots], newest, 2)[..., 0], np.nan)
-        bot = np.where(any_open, np.take_along_axis(s["gbot"][slots], newest, 2)[..., 0], np.nan)
-        return np.stack([top[:, 0], bot[:, 0], top[:, 1], bot[:, 1]], axis=1)
+        return newest_bounds(s["gstate"][slots] != _EMPTY, s["gseq"][slots], s["gtop"][slots], s["gbot"][slots])
 
     def update(self, batch: FeatureBatch) -> FeatureBatch:
         """Advance every key by its bars in order; append the FVG columns and the events these bars confirm."""

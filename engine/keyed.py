@@ -141,3 +141,16 @@ class KeyedArrayOperator:
     def reset(self) -> None:
         """Forget every key, keeping the settings."""
         self.__init__(**self.settings())
+
+
+def newest_bounds(active: np.ndarray, seq: np.ndarray, top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """Per slot, top and bottom of the newest active object of each side, NaN where none is active.
+
+    Inputs are (slots, 2 sides, objects); the result is (slots, 4): bull top, bull bottom, bear top,
+    bear bottom. Used by the gap and order-block operators for their columns.
+    """
+    newest = np.argmax(np.where(active, seq, -1), axis=2)[..., None]
+    any_active = active.any(axis=2)
+    t = np.where(any_active, np.take_along_axis(top, newest, 2)[..., 0], np.nan)
+    b = np.where(any_active, np.take_along_axis(bottom, newest, 2)[..., 0], np.nan)
+    return np.stack([t[:, 0], b[:, 0], t[:, 1], b[:, 1]], axis=1)

@@ -39,7 +39,7 @@ import numpy as np
 
 from engine.errors import ConfigError
 from engine.ids import stable_id
-from engine.keyed import KeyedArrayOperator, SlotMap, rounds
+from engine.keyed import KeyedArrayOperator, SlotMap, newest_bounds, rounds
 from engine.timeframes import format_timeframe
 from schemas.batches import FeatureBatch
 from schemas.records import StructureEvent
@@ -188,12 +188,7 @@ class OrderBlockOperator(KeyedArrayOperator):
         """Top/bottom of the newest live block per direction, NaN when none is live."""
         s = self.s
         state = s["state"][slots]
-        live = (state == _LIVE) | (state == _TOUCHED)
-        newest = np.argmax(np.where(live, s["seq"][slots], -1), axis=2)[..., None]
-        any_live = live.any(axis=2)
-        top = np.where(any_live, np.take_along_axis(s["top"][slots], newest, 2)[..., 0], np.nan)
-        bot = np.where(any_live, np.take_along_axis(s["bot"][slots], newest, 2)[..., 0], np.nan)
-        return np.stack([top[:, 0], bot[:, 0], top[:, 1], bot[:, 1]], axis=1)
+        return newest_bounds((state == _LIVE) | (state == _TOUCHED), s["seq"][slots], s["top"][slots], s["bot"][slots])
 
     def update(self, batch: FeatureBatch) -> FeatureBatch:
         """Advance every key by its bars in order; append the order-block columns and the events these bars confirm."""
