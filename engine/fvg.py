@@ -82,13 +82,7 @@ class FVGOperator(KeyedArrayOperator):
             "seq": ((), np.int64, 0),
             "cols": ((len(FVG_COLUMNS),), np.float64, np.nan),  # cached output row, refreshed on change
         }
-        new = max(capacity, 2 * self.capacity)
-        for key, (tail, dtype, fill) in spec.items():
-            arr = np.full((new, *tail), fill, dtype=dtype)
-            if key in self.s:
-                arr[: self.capacity] = self.s[key]
-            self.s[key] = arr
-        self.capacity = new
+        self.grow_state(spec, capacity)
         self._limits()
 
     def _limits(self, slots=None) -> None:

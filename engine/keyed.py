@@ -108,6 +108,17 @@ class KeyedArrayOperator:
     def _grow(self, capacity: int) -> None:
         raise NotImplementedError
 
+    def grow_state(self, spec: dict[str, tuple[tuple[int, ...], type, object]], capacity: int) -> None:
+        """Reallocate every state array of ``spec`` (name -> (shape after the slot axis, dtype, fill)) to
+        at least ``capacity`` slots, doubling to amortise, keeping existing rows."""
+        new = max(capacity, 2 * self.capacity)
+        for key, (tail, dtype, fill) in spec.items():
+            arr = np.full((new, *tail), fill, dtype=dtype)
+            if key in self.s:
+                arr[: self.capacity] = self.s[key]
+            self.s[key] = arr
+        self.capacity = new
+
     def key_slots(self, markets: list[str], market: np.ndarray, tf: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
         """The batch's distinct (market, tf) keys, each row's index into them, and each row's slot
         (state rows grown to fit)."""

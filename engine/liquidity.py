@@ -71,13 +71,7 @@ class LiquidityOperator(KeyedArrayOperator):
                 "bottom": ((2, k), np.float64, np.nan), "ts": ((2, k), np.int64, 0),
                 "seq": ((2, k), np.int64, 0), "next_seq": ((), np.int64, 0),
                 **period_spec(len(self.sessions))}
-        new = max(capacity, 2 * self.capacity)
-        for key, (tail, dtype, fill) in spec.items():
-            arr = np.full((new, *tail), fill, dtype=dtype)
-            if key in self.s:
-                arr[: self.capacity] = self.s[key]
-            self.s[key] = arr
-        self.capacity = new
+        self.grow_state(spec, capacity)
 
     def _tolerance(self, level: float, atr: float) -> float:
         if self.tolerance_abs is not None:

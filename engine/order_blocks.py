@@ -85,13 +85,7 @@ class OrderBlockOperator(KeyedArrayOperator):
             "seq": ((2, k), np.int64, 0), "next_seq": ((), np.int64, 0),
             "cols": ((len(OB_COLUMNS),), np.float64, np.nan),  # cached output row, refreshed on change
         }
-        new = max(capacity, 2 * self.capacity)
-        for key, (tail, dtype, fill) in spec.items():
-            arr = np.full((new, *tail), fill, dtype=dtype)
-            if key in self.s:
-                arr[: self.capacity] = self.s[key]
-            self.s[key] = arr
-        self.capacity = new
+        self.grow_state(spec, capacity)
 
     def _event(self, out: list, key: tuple, slot: int, d: int, g: int, step: str, confirmed: int,
                price: float) -> None:

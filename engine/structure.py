@@ -92,13 +92,7 @@ class SwingOperator(KeyedArrayOperator):
                 # the levels still unbroken (NaN once broken) and the trend: +1 up, -1 down, 0 none yet
                 "open_high": ((), np.float64, np.nan), "open_low": ((), np.float64, np.nan),
                 "trend": ((), np.int8, 0)}
-        new = max(capacity, 2 * self.capacity)
-        for key, (tail, dtype, fill) in spec.items():
-            arr = np.full((new, *tail), fill, dtype=dtype)
-            if key in self.s:
-                arr[: self.capacity] = self.s[key]
-            self.s[key] = arr
-        self.capacity = new
+        self.grow_state(spec, capacity)
 
     def update(self, batch: FeatureBatch) -> FeatureBatch:
         c = batch.candles

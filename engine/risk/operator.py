@@ -62,16 +62,11 @@ class RiskOperator(KeyedArrayOperator):
 
     def _grow(self, capacity: int) -> None:
         w = self.window
-        spec = {"ret": (w,), "hl": (w,), "close": (w,), "tr": (self.atr_window,), "vol": (self.history,),
-                "prev_close": (), "n_bar": (), "n_ret": (), "n_vol": ()}
-        new = max(capacity, 2 * self.capacity)
-        for key, tail in spec.items():
-            counter = key.startswith("n_")
-            arr = np.full((new, *tail), 0 if counter else np.nan, dtype=np.int64 if counter else np.float64)
-            if key in self.s:
-                arr[: self.capacity] = self.s[key]
-            self.s[key] = arr
-        self.capacity = new
+        rings = {"ret": (w,), "hl": (w,), "close": (w,), "tr": (self.atr_window,), "vol": (self.history,),
+                 "prev_close": ()}
+        counters = ("n_bar", "n_ret", "n_vol")
+        self.grow_state({**{k: (t, np.float64, np.nan) for k, t in rings.items()},
+                         **{k: ((), np.int64, 0) for k in counters}}, capacity)
 
     def _push(self, rings: dict[str, np.ndarray], count: str, slots: np.ndarray) -> np.ndarray:
         """Append one value per slot to each ring sharing counter ``count``; return the new counts."""
