@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from engine.indicators.base import Bars, Indicator
+from engine.indicators.plus_di import PlusDI
 from engine.indicators.registry import register
-from engine.indicators.windows import DirectionalSums, directional_indicators
 
 
 @register
-class MinusDI(Indicator):
+class MinusDI(PlusDI):
     """-DI as TA-Lib's MINUS_DI: 100 * sum(-DM) / sum(TR), Wilder sums over ``period`` bars."""
 
     name = "minus_di"
-    defaults = (14,)
-    param_types = (int,)
-
-    def setup(self) -> None:
-        self.dm = DirectionalSums(self.params[0])
-        self.children = [self.dm]
-
-    @property
-    def lookback(self) -> int:
-        return self.params[0]
-
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        return directional_indicators(self.dm.push(slots, bars))[1][:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        return directional_indicators(self.dm.batch(bars))[1][:, None]
+    side = 1

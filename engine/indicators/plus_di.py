@@ -14,6 +14,7 @@ class PlusDI(Indicator):
     """+DI as TA-Lib's PLUS_DI: 100 * sum(+DM) / sum(TR), Wilder sums over ``period`` bars."""
 
     name = "plus_di"
+    side = 0  # which of directional_indicators' (+DI, -DI) this is
     defaults = (14,)
     param_types = (int,)
 
@@ -26,7 +27,7 @@ class PlusDI(Indicator):
         return self.params[0]
 
     def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        return directional_indicators(self.dm.push(slots, bars))[0][:, None]
+        return directional_indicators(self.dm.push(slots, bars))[self.side][:, None]
 
     def batch(self, bars: Bars) -> np.ndarray:
-        return directional_indicators(self.dm.batch(bars))[0][:, None]
+        return directional_indicators(self.dm.batch(bars))[self.side][:, None]
