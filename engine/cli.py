@@ -1,4 +1,4 @@
-"""The ``crypto-intel`` command line: run, replay, indicators.
+"""The ``crypto-intel`` command line: run, replay, indicators, structure, signals, db.
 
 Errors a user can fix (bad paths, columns, specs) exit with code 2 and one line saying what is
 wrong and how to fix it.
@@ -290,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     ind.add_argument("--out", required=True, help="Parquet file to write")
     _add_input_args(ind)
     ind.set_defaults(func=cmd_indicators)
+
+    from engine.db_cli import add_db_parser
+    add_db_parser(sub)
     return parser
 
 
