@@ -34,3 +34,35 @@ class StageMetrics:
         t["out"] += n_out
         t["batches"] += 1
         t["busy_s"] += seconds
+
+
+class StoreMetrics:
+    """Postgres writer and Redis feed health: rows written, buffer depth, parked files, write lag."""
+
+    def __init__(self) -> None:
+        self.gauges = {
+            "rows_in_memory": metrics.Gauge("crypto_intel_store_buffer_rows", "rows buffered for Postgres"),
+            "spill_files": metrics.Gauge("crypto_intel_store_spill_files", "batches parked on disk"),
+            "write_lag_s": metrics.Gauge("crypto_intel_store_write_lag_s", "age of the oldest unwritten row"),
+            "backlog": metrics.Gauge("crypto_intel_feed_backlog", "feed items waiting for Redis"),
+        }
+        self.counters = {
+            "rows_written": metrics.Counter("crypto_intel_store_rows_written", "rows committed to Postgres"),
+            "retries": metrics.Counter("crypto_intel_store_retries", "Postgres writes retried"),
+            "rows_rejected": metrics.Counter("crypto_intel_store_rows_rejected", "rows Postgres refused"),
+            "published": metrics.Counter("crypto_intel_feed_published", "items published to the Redis feed"),
+            "dropped": metrics.Counter("crypto_intel_feed_dropped", "feed items dropped beyond the backlog bound"),
+        }
+        self._seen: dict[str, int] = {}
+
+    def report(self, stats: dict) -> None:
+        flat = {**stats.get("postgres", {}), **stats.get("redis", {})}
+        for name, gauge in self.gauges.items():
+            if isinstance(flat.get(name), (int, float)):
+                gauge.set(flat[name])
+        for name, counter in self.counters.items():
+            value = flat.get(name)
+            if isinstance(value, int) and value > self._seen.get(name, 0):
+                counter.inc(value - self._seen.get(name, 0))
+                self._seen[name] = value
+
