@@ -7,6 +7,9 @@ import sys
 import time
 from pathlib import Path
 
+import ray
+
+from actors.store_settings import StoreSettings, save_checkpoint
 from engine.config import PipelineConfig
 from schemas.batches import CandleBatch
 
@@ -59,11 +62,17 @@ def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     signals_path = out_dir / "signals.jsonl"
 
+    services = StoreSettings.from_env(out_dir)
+    if services.database_url:
+        services.migrate()
     url = start_ray(dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port)
     print(f"Ray dashboard: {url or 'disabled'}", file=sys.stderr)
-    print(f"replaying {len(inputs)} inputs at x{args.speed:g} real time; signals -> {signals_path}; "
-          f"Ctrl-C stops", file=sys.stderr)
-    pipe = RayPipeline(config, out_path=str(signals_path), keep=False)
+    print(f"replaying {len(inputs)} inputs at x{args.speed:g} real time; signals -> {signals_path}"
+          f"{services.describe()}; Ctrl-C stops", file=sys.stderr)
+    store = services.start_actor(config.actor_cpus)
+    checkpoints = services.checkpoint_store()
+    pipe = RayPipeline(config, out_path=str(signals_path), keep=False, store=store)
+    last_checkpoint = time.monotonic()
     replay = Replay(inputs, batch_size=config.batch_size, speed=args.speed, loop=True, max_idle_s=1.0)
     t0 = last = time.monotonic()
     sent_at_last = 0
@@ -86,6 +95,9 @@ def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
                         f"p99 {st['latency_p99_ms']:.1f} ms  event-time lag {lag_s:,.0f}s")
                 print(("\r\x1b[2K" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
                 last, sent_at_last = now, pipe.rows
+            if checkpoints is not None and now - last_checkpoint >= args.checkpoint_s:
+                save_checkpoint(checkpoints, pipe)
+                last_checkpoint = time.monotonic()
             if args.max_seconds is not None and now - t0 >= args.max_seconds:
                 break
     except KeyboardInterrupt:
@@ -98,6 +110,10 @@ def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
             st = pipe.status()
             print(f"stopped ({stopped}) after {time.monotonic() - t0:.1f}s: {pipe.rows:,} events, "
                   f"{st['candles']:,} candles, {st['signals']:,} signals -> {signals_path}", file=sys.stderr)
+            if checkpoints is not None:
+                save_checkpoint(checkpoints, pipe)
+            if store is not None:
+                print(services.summary(ray.get(store.close.remote())), file=sys.stderr)
         finally:
             pipe.shutdown()
             stop_ray()

@@ -34,7 +34,7 @@ class Topology:
         return [a for layer in self.layers for a in layer] + [self.sink]
 
 
-def build_topology(config: PipelineConfig, out_path: str | None = None, keep: bool = True) -> Topology:
+def build_topology(config: PipelineConfig, out_path: str | None = None, keep: bool = True, store=None) -> Topology:
     """Create shard actors per layer and wire each to the next layer and the sink."""
     opts = {"num_cpus": config.actor_cpus}
     cfg = config.model_dump_json()
@@ -43,7 +43,7 @@ def build_topology(config: PipelineConfig, out_path: str | None = None, keep: bo
     for group in groups:
         n = config.shards[group[0]]
         layers.append([StageShardActor.options(name=None, **opts).remote(group, cfg, i) for i in range(n)])
-    sink = SinkActor.options(**opts).remote(len(layers[-1]), out_path, keep)
+    sink = SinkActor.options(**opts).remote(len(layers[-1]), out_path, keep, store=store)
     wiring = []
     for k, layer in enumerate(layers):
         nxt = layers[k + 1] if k + 1 < len(layers) else []
@@ -56,9 +56,9 @@ def build_topology(config: PipelineConfig, out_path: str | None = None, keep: bo
 class RayPipeline:
     """Feeds micro-batches into the entry shards with bounded in-flight calls, then ends the stream."""
 
-    def __init__(self, config: PipelineConfig, out_path: str | None = None, keep: bool = True) -> None:
+    def __init__(self, config: PipelineConfig, out_path: str | None = None, keep: bool = True, store=None) -> None:
         self.config = config
-        self.topology = build_topology(config, out_path, keep)
+        self.topology = build_topology(config, out_path, keep, store)
         self.inflight: list = []
         self.trades = 0
         self.rows = 0
@@ -124,6 +124,10 @@ class RayPipeline:
         while not ray.get(sink.done.remote()):
             if time.monotonic() > deadline:
                 raise TimeoutError("pipeline did not finish within the timeout")
+            time.sleep(0.01)
+        while ray.get(sink.store_pending.remote()):  # every delivery handed to the store actor
+            if time.monotonic() > deadline:
+                raise TimeoutError("store did not acknowledge the last deliveries within the timeout")
             time.sleep(0.01)
         got = ray.get(sink.result.remote())
         stats = ray.get([a.stats.remote() for a in self.topology.layers[0]])

@@ -6,6 +6,7 @@ import time
 from collections import deque
 
 import numpy as np
+import ray
 
 from engine.sinks.jsonl import JsonlSink
 from engine.sinks.latest import LatestStateStore
@@ -21,7 +22,7 @@ class Sink:
     """
 
     def __init__(self, n_upstream: int, out_path: str | None = None, keep: bool = True,
-                 latency_samples: int = 200_000) -> None:
+                 latency_samples: int = 200_000, store=None, store_in_flight: int = 8) -> None:
         self.n_upstream = n_upstream
         self.ended = 0
         self.keep = keep
@@ -35,6 +36,9 @@ class Sink:
         self.last_event_ts = 0
         self.latest = LatestStateStore()
         self.file = JsonlSink(out_path) if out_path else None
+        self.store = store  # a Store actor (Postgres + Redis) or None
+        self.store_in_flight = store_in_flight
+        self._store_refs: list = []
 
     def push(self, signals: list[Signal], features: FeatureBatch | None, ts_init: int, sent_ns: int) -> None:
         # tick → signal: from the source handing the batch to Ray until the signal stage decided on it
@@ -58,6 +62,20 @@ class Sink:
         if self.file is not None and signals:
             self.file.write(signals)
             self.file.flush()
+        if self.store is not None and (signals or (features is not None and (len(features) or features.events))):
+            self._forward(signals, features)
+
+    def _forward(self, signals: list[Signal], features: FeatureBatch | None) -> None:
+        # bounded: a slow store slows this sink (and so the pipeline) instead of growing memory
+        while len(self._store_refs) >= self.store_in_flight:
+            _, self._store_refs = ray.wait(self._store_refs, num_returns=1)
+        self._store_refs.append(self.store.push.remote(signals, features))
+
+    def store_pending(self) -> int:
+        """Deliveries to the store actor not yet acknowledged."""
+        if self._store_refs:
+            _, self._store_refs = ray.wait(self._store_refs, num_returns=len(self._store_refs), timeout=0)
+        return len(self._store_refs)
 
     def end(self) -> None:
         self.ended += 1

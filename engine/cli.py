@@ -237,7 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the main job: replay the bundled real sample live through the engine on Ray",
                          description="Start a local Ray instance, replay the bundled real sample (or --input files) "
                                      "in a loop at accelerated real time across several markets, and write "
-                                     "signals to --out-dir. Ctrl-C stops cleanly.")
+                                     "signals to --out-dir. With DATABASE_URL set, candles, structure events, "
+                                     "signals and risk scores are also written to Postgres (migrated first); with "
+                                     "REDIS_URL set, they are published to the Redis live feed and shard "
+                                     "checkpoints are saved there. Ctrl-C stops cleanly.")
     run.add_argument("--input", nargs="+", default=None,
                      help="trade/candle files or synthetic:MARKETS:TRADES[:SEED] (default: the bundled real sample)")
     run.add_argument("--speed", type=float, default=3600.0, help="replay speed, x real time (default 3600)")
@@ -245,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out-dir", default=str(DEFAULT_OUT), help=f"where signals go (default {DEFAULT_OUT})")
     run.add_argument("--dashboard-port", type=int, default=8265, help="Ray dashboard port on 127.0.0.1")
     run.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    run.add_argument("--checkpoint-s", type=float, default=30.0,
+                     help="seconds between shard checkpoints to Redis when REDIS_URL is set (default 30)")
     _add_pipeline_args(run)
     run.set_defaults(func=cmd_run, batch_size=512, default_linger_ms=0.0)
 

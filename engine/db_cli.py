@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from urllib.parse import urlsplit
-
 from engine.errors import ConfigError, CryptoIntelError
+from engine.storage.urls import redact
 
 
 def database_url(args: argparse.Namespace) -> str:
@@ -43,18 +42,11 @@ def cmd_db(args: argparse.Namespace) -> int:
     try:
         return _run_db(args, database_url(args))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-        raise StorageUnavailable(f"database {_redact(database_url(args))}: {type(e).__name__}: {e}") from e
+        raise StorageUnavailable(f"database {redact(database_url(args))}: {type(e).__name__}: {e}") from e
 
 
 class StorageUnavailable(CryptoIntelError, ConnectionError):
     """The database cannot be reached or refused the command."""
-
-
-def _redact(url: str) -> str:
-    # never print a password from DATABASE_URL
-    parts = urlsplit(url)
-    host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
-    return f"{parts.scheme}://{parts.username + '@' if parts.username else ''}{host}{parts.path}"
 
 
 def _run_db(args: argparse.Namespace, url: str) -> int:

@@ -1,0 +1,130 @@
+"""The store actor: persists what the sink sees to Postgres and publishes it to the Redis live feed.
+
+An async Ray actor so that writes, retries and reconnects overlap with new data arriving; the
+Postgres writer never blocks it (rows beyond its memory bound are parked on disk), and the
+feed keeps a bounded backlog while Redis is away. Counters and lag go to ``ray.util.metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import ray
+
+from actors.metrics import StoreMetrics
+from engine.sinks.jsonl import record_line
+from engine.storage import rows
+from schemas.batches import FeatureBatch
+from schemas.records import Signal
+
+
+class Store:
+    """Hosts a ``PgWriter`` (when ``database_url``) and a ``RedisFeed`` + ``LatestCache`` (when ``redis_url``)."""
+
+    def __init__(self, database_url: str | None, redis_url: str | None, spill_dir: str,
+                 namespace: str = "ci", feed_maxlen: int = 100_000, indicators: bool = False) -> None:
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.spill_dir = Path(spill_dir)
+        self.namespace = namespace
+        self.feed_maxlen = feed_maxlen
+        self.indicators = indicators
+        self.writer = None
+        self.feed = None
+        self.cache = None
+        self.started = False
+        self.received = {"candles": 0, "events": 0, "signals": 0}
+        self.metrics = StoreMetrics()
+        self._last_report = 0.0
+
+    async def _start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        if self.database_url:
+            from engine.storage.pg_writer import PgWriter
+            self.writer = await PgWriter(self.database_url, self.spill_dir).start()
+        if self.redis_url:
+            from engine.storage.latest_cache import LatestCache
+            from engine.storage.redis_feed import RedisFeed
+            from engine.storage.redis_keys import RedisKeys
+            keys = RedisKeys(namespace=self.namespace)
+            self.feed = RedisFeed.from_url(self.redis_url, keys=keys, maxlen=self.feed_maxlen)
+            self.cache = LatestCache.from_url(self.redis_url, keys=keys)
+
+    async def push(self, signals: list[Signal], features: FeatureBatch | None) -> None:
+        """Persist and publish one sink delivery: closed candles, their events and the signals."""
+        await self._start()
+        events = features.events if features is not None else []
+        candles = features.candles if features is not None and len(features) else None
+        self.received["candles"] += len(candles) if candles is not None else 0
+        self.received["events"] += len(events)
+        self.received["signals"] += len(signals)
+        if self.writer is not None:
+            if candles is not None:
+                self.writer.write("candles", rows.candles(candles))
+                risk = rows.risk_scores(features)
+                if risk is not None and risk.num_rows:
+                    self.writer.write("risk_scores", risk)
+                if self.indicators and features.names:
+                    self.writer.write("indicator_snapshots", rows.indicator_snapshots(features))
+            if events:
+                self.writer.write("structure_events", rows.structure_events(events))
+            if signals:
+                self.writer.write("signals", rows.signals(signals))
+        if self.feed is not None:
+            if candles is not None:
+                recs = [json.loads(record_line(c)) for c in candles.to_records()]
+                await self.feed.publish("candles", recs)
+                await self.cache.put_many("candle", {f"{r['market']}|{r['timeframe']}": r for r in recs})
+            if events:
+                await self.feed.publish("structure", [json.loads(record_line(e)) for e in events])
+            if signals:
+                recs = [json.loads(record_line(s)) for s in signals]
+                await self.feed.publish("signals", recs)
+                await self.cache.put_many("signal", {r["market"]: r for r in recs})
+        self._report()
+
+    def _report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_report < 1.0:
+            return
+        self._last_report = now
+        st = self.stats()
+        self.metrics.report(st)
+
+    def stats(self) -> dict:
+        """What arrived, what the writer and the feed did, buffer depth and write lag."""
+        out = {"received": dict(self.received)}
+        if self.writer is not None:
+            out["postgres"] = self.writer.stats()
+        if self.feed is not None:
+            out["redis"] = self.feed.stats()
+        return out
+
+    async def flush(self, timeout_s: float = 60.0) -> dict:
+        """Wait until everything received so far is in Postgres and the feed backlog is sent."""
+        await self._start()
+        if self.writer is not None:
+            await self.writer.flush(timeout_s)
+        if self.feed is not None:
+            await self.feed.flush(timeout_s)
+        self._report(force=True)
+        return self.stats()
+
+    async def close(self, timeout_s: float = 30.0) -> dict:
+        """Flush what can be flushed, park the rest on disk, close connections."""
+        if self.writer is not None:
+            await self.writer.close(timeout_s)
+        if self.feed is not None:
+            await self.feed.close()
+        if self.cache is not None:
+            await self.cache.close()
+        self._report(force=True)
+        return self.stats()
+
+
+StoreActor = ray.remote(Store)
+

@@ -1,0 +1,99 @@
+"""Which services the main job uses: ``DATABASE_URL`` and ``REDIS_URL`` switch Postgres and Redis on.
+
+Without them the engine keeps its embedded defaults (files and in-memory state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.storage.urls import redact
+
+PIPELINE_NAME = "run"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Service URLs, the Redis key namespace and where the Postgres writer parks batches."""
+
+    database_url: str | None
+    redis_url: str | None
+    spill_dir: Path
+    namespace: str = "ci"
+
+    @classmethod
+    def from_env(cls, out_dir: Path) -> "StoreSettings":
+        return cls(os.environ.get("DATABASE_URL") or None, os.environ.get("REDIS_URL") or None,
+                   Path(os.environ.get("CRYPTO_INTEL_SPILL_DIR", out_dir / "spill")),
+                   os.environ.get("CRYPTO_INTEL_REDIS_NAMESPACE", "ci"))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.database_url or self.redis_url)
+
+    def describe(self) -> str:
+        parts = []
+        if self.database_url:
+            parts.append(f"Postgres {redact(self.database_url)}")
+        if self.redis_url:
+            parts.append(f"Redis {redact(self.redis_url)} (namespace {self.namespace})")
+        return f"; persisting to {' and '.join(parts)}" if parts else ""
+
+    def migrate(self) -> None:
+        """Bring the database to the latest schema (a no-op when it already is)."""
+        from engine.storage.migrate import migrate
+        done = asyncio.run(migrate(self.database_url))
+        if done:
+            print(f"applied {len(done)} migration(s) to {redact(self.database_url)}", file=sys.stderr)
+
+    def start_actor(self, num_cpus: float):
+        """The store actor, or None when no service is configured."""
+        if not self.enabled:
+            return None
+        from actors.store import StoreActor
+        return StoreActor.options(num_cpus=num_cpus).remote(self.database_url, self.redis_url, str(self.spill_dir),
+                                                             namespace=self.namespace)
+
+    def checkpoint_store(self):
+        """Redis checkpoint store for shard snapshots, or None without Redis."""
+        if not self.redis_url:
+            return None
+        import redis
+
+        from engine.storage.checkpoints import SyncCheckpointStore
+        from engine.storage.redis_keys import RedisKeys
+        return SyncCheckpointStore(redis.Redis.from_url(self.redis_url, socket_timeout=5),
+                                   RedisKeys(namespace=self.namespace))
+
+    @staticmethod
+    def summary(stats: dict) -> str:
+        """One line on what reached the services."""
+        out = []
+        if "postgres" in stats:
+            pg = stats["postgres"]
+            out.append(f"Postgres: {pg['rows_written']:,} rows written, {pg['spill_files']} batches parked, "
+                       f"{pg['rows_rejected']:,} refused")
+        if "redis" in stats:
+            r = stats["redis"]
+            out.append(f"Redis feed: {r['published']:,} published, {r['backlog']:,} waiting, {r['dropped']:,} dropped")
+        return "; ".join(out)
+
+
+def save_checkpoint(store, pipe) -> None:
+    """A coordinated snapshot of every shard with the source offsets, one Redis key per shard."""
+    import redis
+
+    layers = pipe.snapshot()
+    try:
+        shard = 0
+        for layer in layers:
+            for state in layer:
+                store.save(PIPELINE_NAME, shard, state, pipe.offsets)
+                shard += 1
+    except (redis.ConnectionError, redis.TimeoutError) as e:
+        # the engine goes on without this checkpoint; the next one will try again
+        print(f"\ncheckpoint skipped: Redis unavailable ({e})", file=sys.stderr)
