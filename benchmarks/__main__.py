@@ -1,7 +1,7 @@
 """Run every benchmark and print figures, targets and ratios against references measured in the same run.
 
     python -m benchmarks                 # all sections
-    python -m benchmarks throughput      # one or more of: throughput latency indicators streaming structure
+    python -m benchmarks throughput      # one or more of: throughput latency indicators streaming structure storage
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ SECTIONS = {
     "indicators": "benchmarks.indicators_vs_talib",
     "streaming": "benchmarks.streaming_vs_talipp",
     "structure": "benchmarks.structure_vs_smc",
+    "storage": "benchmarks.storage_writes",
 }
 
 
