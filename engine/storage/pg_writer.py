@@ -29,6 +29,7 @@ from engine.storage.spill import SpillDir
 from engine.storage.tables import TableSpec, table
 
 log = logging.getLogger(__name__)
+MAX_NEW_PARTITIONS = 24  # per batch; more distinct months than this is almost surely bad data
 # SQLSTATE classes worth retrying: connection, resources, operator intervention, txn rollback, system
 _TRANSIENT_CLASSES = ("08", "40", "53", "55", "57", "58", "XX")
 
@@ -310,13 +311,17 @@ class PgWriter:
         if spec.name not in self._partitioned:
             return
         ts = data.column(spec.time).to_numpy()
-        lo, hi = int(ts.min()), int(ts.max())
-        first, last = np.array([lo, hi], dtype="datetime64[ns]").astype("datetime64[M]").astype(np.int64)
-        months = set(range(int(first), int(last) + 1))
+        # only the months that hold rows: one stray far-future timestamp must not create years of partitions
+        months = set(np.unique(ts.astype("datetime64[ns]").astype("datetime64[M]")).astype(np.int64).tolist())
         known = self._months.setdefault(spec.name, set())
-        if months <= known:
-            return
-        await conn.fetchval("SELECT ci_ensure_partitions($1, to_timestamp($2::float8 / 1e9), to_timestamp($3::float8 / 1e9))",
-                            spec.name, float(lo), float(hi), timeout=self.call_timeout_s)
-        known |= months
+        new = sorted(months - known)
+        if len(new) > MAX_NEW_PARTITIONS:
+            log.warning("%s batch spans %d new months; rows outside the first %d go to the default partition",
+                        spec.name, len(new), MAX_NEW_PARTITIONS)
+            new = new[:MAX_NEW_PARTITIONS]
+        for month in new:
+            start = np.datetime64(month, "M").astype("datetime64[ns]").astype(np.int64)
+            await conn.fetchval("SELECT ci_ensure_partitions($1, to_timestamp($2::float8 / 1e9), to_timestamp($2::float8 / 1e9))",
+                                spec.name, float(start), timeout=self.call_timeout_s)
+            known.add(month)
 

@@ -209,3 +209,17 @@ def test_unknown_table_is_a_clear_error(tmp_path: Path) -> None:
     w = PgWriter("postgresql://127.0.0.1:1/x", tmp_path)
     with pytest.raises(KeyError, match="writable tables"):
         w.write("nope", pa.table({"a": [1]}))
+
+
+async def test_a_stray_far_future_row_does_not_create_centuries_of_partitions(pg_migrated: str, tmp_path: Path) -> None:
+    c = real_candles().take(slice(0, 10))
+    c.open_ts[-1] = 9_000_000_000_000_000_000  # year 2255
+    w = await _write_all(pg_migrated, tmp_path, [("candles", rows.candles(c))])
+    assert w.counters["rows_written"] == 10
+    conn = await asyncpg.connect(pg_migrated)
+    try:
+        parts = await conn.fetchval("SELECT count(*) FROM pg_inherits WHERE inhparent = 'candles'::regclass")
+        assert parts <= 1 + 2 + 1  # default + the real rows' month(s) + the stray row's month
+        assert await conn.fetchval("SELECT count(*) FROM candles") == 10
+    finally:
+        await conn.close()
