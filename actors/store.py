@@ -20,6 +20,14 @@ from schemas.batches import FeatureBatch
 from schemas.records import Signal
 
 
+def latest_indicators(features: FeatureBatch) -> dict[str, dict]:
+    """The last bar's indicator values per ``market|timeframe`` of a batch (NaN as null)."""
+    out = {}
+    for rec in rows.indicator_records(features, last_only=True):
+        out[f"{rec['market']}|{rec['timeframe']}"] = rec
+    return out
+
+
 class Store:
     """Hosts a ``PgWriter`` (when ``database_url``) and a ``RedisFeed`` + ``LatestCache`` (when ``redis_url``)."""
 
@@ -79,6 +87,8 @@ class Store:
                 recs = [json.loads(record_line(c)) for c in candles.to_records()]
                 await self.feed.publish("candles", recs)
                 await self.cache.put_many("candle", {f"{r['market']}|{r['timeframe']}": r for r in recs})
+                if features.names:
+                    await self.cache.put_many("indicators", latest_indicators(features))
             if events:
                 await self.feed.publish("structure", [json.loads(record_line(e)) for e in events])
             if signals:

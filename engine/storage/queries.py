@@ -215,3 +215,85 @@ class Queries:
         for r in rows:
             r["value"] = int(r["value"])  # NUMERIC(78,0) arrives as an exact Decimal
         return rows
+
+    async def signals(self, market: str | None = None, kind: str | None = None, since_ns: int | None = None,
+                      after: tuple[int, str] | None = None, limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
+        """Signals oldest first, optionally of one market and rule, from ``since_ns``; ``after`` = the
+        (ts, id) of the last row of the previous page (keyset pagination: stable under inserts)."""
+        w = _Where()
+        if market is not None:
+            w.add("market = {}", market)
+        if kind is not None:
+            w.add("kind = {}", kind)
+        if _time("since_ns", since_ns) is not None:
+            w.add("ts >= {}", since_ns)
+        if after is not None:
+            w.args += [_time("after", after[0]), str(after[1])]
+            w.parts.append(f"(ts, id) > (${len(w.args) - 1}, ${len(w.args)})")
+        n = w.limit(limit)
+        return await self._fetch(f"SELECT {_columns('signals')} FROM signals WHERE {w.sql()} "
+                                 f"ORDER BY ts, id LIMIT {n}", w.args)
+
+    async def signal(self, signal_id: str) -> dict[str, Any] | None:
+        """One signal by id, or None."""
+        rows = await self._fetch(f"SELECT {_columns('signals')} FROM signals WHERE id = $1 LIMIT 1", [signal_id])
+        return rows[0] if rows else None
+
+    async def markets(self) -> list[dict[str, Any]]:
+        """Every market with candles: its timeframes and the open time of its latest candle."""
+        return await self._fetch("SELECT market, array_agg(DISTINCT timeframe ORDER BY timeframe) AS timeframes, "
+                                 "max(open_ts) AS last_open_ts FROM candles GROUP BY market ORDER BY market", [])
+
+    async def market_summary(self, market: str, timeframe: str) -> dict[str, Any] | None:
+        """Last price, change and volume over the 24h (event time) before the latest candle, its risk
+        score with components, and the strongest signals of those 24h; None for an unknown market."""
+        day = 86_400 * 10**9
+        async with self.pool.acquire() as conn:
+            last = await conn.fetchrow("SELECT open_ts, close FROM candles WHERE market = $1 AND timeframe = $2 "
+                                       "AND NOT gap ORDER BY open_ts DESC LIMIT 1", market, timeframe)
+            if last is None:
+                return None
+            since = last["open_ts"] - day
+            agg = await conn.fetchrow("SELECT sum(volume) AS volume, min(low) AS low, max(high) AS high FROM candles "
+                                      "WHERE market = $1 AND timeframe = $2 AND open_ts > $3", market, timeframe, since)
+            first = await conn.fetchrow("SELECT close FROM candles WHERE market = $1 AND timeframe = $2 AND "
+                                        "open_ts > $3 AND NOT gap ORDER BY open_ts LIMIT 1", market, timeframe, since)
+            risk = await conn.fetchrow("SELECT ts, score, components FROM risk_scores WHERE market = $1 AND "
+                                       "timeframe = $2 ORDER BY ts DESC LIMIT 1", market, timeframe)
+            top = await conn.fetch(f"SELECT {_columns('signals')} FROM signals WHERE market = $1 AND ts > $2 "
+                                   "ORDER BY strength DESC, ts DESC LIMIT 5", market, since)
+        change = (last["close"] / first["close"] - 1.0) if first and first["close"] else None
+        return {"market": market, "timeframe": timeframe, "ts": last["open_ts"], "price": last["close"],
+                "change_24h": change, "volume_24h": agg["volume"], "high_24h": agg["high"], "low_24h": agg["low"],
+                "risk": dict(risk) if risk else None, "top_signals": [dict(r) for r in top]}
+
+    async def wallets(self, chain: str | None = None, limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
+        """Known wallets, most recently seen first, with their labels."""
+        w = _Where()
+        if chain is not None:
+            w.add("w.chain = {}", chain)
+        n = w.limit(limit)
+        return await self._fetch(
+            "SELECT w.chain, w.address, w.first_seen, w.last_seen, coalesce(array_agg(l.label ORDER BY l.label) "
+            "FILTER (WHERE l.label IS NOT NULL), '{}') AS labels FROM wallets w LEFT JOIN wallet_labels l "
+            f"ON l.chain = w.chain AND l.address = w.address WHERE {w.sql()} GROUP BY w.chain, w.address "
+            f"ORDER BY w.last_seen DESC NULLS LAST, w.address LIMIT {n}", w.args)
+
+    async def transfers(self, chain: str | None = None, wallet: str | None = None, token: str | None = None,
+                        since_ns: int | None = None, limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
+        """Token transfers newest first, optionally touching one wallet and/or of one token."""
+        w = _Where()
+        if chain is not None:
+            w.add("chain = {}", chain)
+        if wallet is not None:
+            w.add("(from_address = {0} OR to_address = {0})", _address(wallet))
+        if token is not None:
+            w.add("token_address = {}", _address(token))
+        if _time("since_ns", since_ns) is not None:
+            w.add("block_ts >= {}", since_ns)
+        n = w.limit(limit)
+        rows = await self._fetch(f"SELECT {_columns('token_transfers')} FROM token_transfers WHERE {w.sql()} "
+                                 f"ORDER BY block_ts DESC, block_number DESC, log_index DESC LIMIT {n}", w.args)
+        for r in rows:
+            r["value"] = int(r["value"])
+        return rows

@@ -63,6 +63,24 @@ def indicator_snapshots(features: FeatureBatch) -> pa.Table:
                      "ts": c.open_ts, "close": c.close, "values": pa.array(values, pa.string())})
 
 
+def indicator_records(features: FeatureBatch, last_only: bool = False) -> list[dict]:
+    """Each bar's indicator values as a dict (``market, timeframe, ts, close, values``); with
+    ``last_only``, only the last bar of each market and timeframe in the batch."""
+    c = features.candles
+    idx = np.arange(len(c))
+    if last_only and len(c):
+        key = c.market.astype(np.int64) * (1 << 40) + c.tf // 10**9
+        _, first_from_end = np.unique(key[::-1], return_index=True)
+        idx = np.sort(len(c) - 1 - first_from_end)
+    names = features.names
+    out = []
+    for i in idx.tolist():
+        vals = {n: (v if math.isfinite(v) else None) for n, v in zip(names, features.values[i].tolist())}
+        out.append({"market": c.markets[int(c.market[i])], "timeframe": format_timeframe(int(c.tf[i])),
+                    "ts": int(c.open_ts[i]), "close": float(c.close[i]), "values": vals})
+    return out
+
+
 def risk_scores(features: FeatureBatch) -> pa.Table | None:
     """The risk operator's score and components per bar, when the batch carries them."""
     if "risk_score" not in features.names:

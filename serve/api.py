@@ -1,0 +1,472 @@
+"""The HTTP API (FastAPI), versioned under ``/api/v1``; served by Ray Serve (``serve.app``) or any ASGI server.
+
+Hot data (latest candles, indicators, signals) comes from the Redis latest-state cache, history
+from Postgres; no request ever waits on an engine actor. Every error body is
+``{"error": {"code", "message"}}``. Keys come as ``Authorization: Bearer KEY`` or ``X-API-Key``.
+"""
+
+
+import asyncio
+import base64
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from serve.structure_view import structure_view
+
+API = "/api/v1"
+MAX_LIMIT = 1000
+
+
+@dataclass
+class ApiSettings:
+    """Where the API reads from and who may call it from a browser."""
+
+    database_url: str
+    redis_url: str
+    namespace: str = "ci"
+    cors_origins: list[str] = field(default_factory=list)
+    default_timeframe: str = "5m"
+
+    @classmethod
+    def from_env(cls) -> "ApiSettings":
+        db, rd = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+        if not db or not rd:
+            raise RuntimeError("the HTTP API needs DATABASE_URL and REDIS_URL (users, keys and history live there)")
+        origins = [o for o in os.environ.get("CRYPTO_INTEL_CORS_ORIGINS", "").split(",") if o]
+        return cls(db, rd, os.environ.get("CRYPTO_INTEL_REDIS_NAMESPACE", "ci"), origins,
+                   os.environ.get("CRYPTO_INTEL_DEFAULT_TIMEFRAME", "5m"))
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a stable code and a message for the caller."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf as null, recursively (gap candles and warm-up values carry NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return value
+
+
+def parse_time(value: str | None, name: str) -> int | None:
+    """Nanoseconds from an int (ns, or s/ms/µs by magnitude) or an ISO-8601 time (UTC if no zone)."""
+    if value is None or value == "":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ApiError(422, "invalid_time", f"{name} must be epoch nanoseconds (or s/ms/µs) or an ISO-8601 "
+                                                f"time, got {value!r}") from None
+        if dt.tzinfo is None:
+            from datetime import timezone
+            dt = dt.replace(tzinfo=timezone.utc)
+        return int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
+    if not -(2**63) <= n < 2**63:
+        raise ApiError(422, "invalid_time", f"{name} is out of range: {value}")
+    for limit, scale in ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3)):
+        if abs(n) < limit:
+            return n * scale
+    return n
+
+
+def _cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode().rstrip("=")
+
+
+def _uncursor(cursor: str, n: int) -> list[str]:
+    try:
+        parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|", n - 1)
+        if len(parts) != n:
+            raise ValueError
+        return parts
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned") from None
+
+
+class Page(BaseModel):
+    """A page of items; pass ``next_cursor`` back as ``cursor`` for the next one (null at the end)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
+class Item(BaseModel):
+    """One object."""
+
+    item: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
+
+
+class NewUser(BaseModel):
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    email: str | None = Field(default=None, max_length=254)
+    tier: str = "free"
+
+
+class NewKey(BaseModel):
+    role: str = "user"
+    label: str = Field(default="", max_length=200)
+
+
+class UserChange(BaseModel):
+    tier: str | None = None
+    disabled: bool | None = None
+
+
+class Services:
+    """Connections shared by the requests of one replica, opened on first use."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.settings = settings
+        self._lock = asyncio.Lock()
+        self.ready = False
+
+    async def open(self) -> "Services":
+        if self.ready:
+            return self
+        async with self._lock:
+            if self.ready:
+                return self
+            import redis.asyncio as aioredis
+
+            from engine.storage.latest_cache import LatestCache
+            from engine.storage.queries import Queries
+            from engine.storage.redis_keys import RedisKeys
+            from serve.accounts import Accounts
+            from serve.limits import KeyRateLimiter
+            s = self.settings
+            keys = RedisKeys(namespace=s.namespace)
+            self.queries = await Queries.create(s.database_url)
+            self.accounts = await Accounts.create(s.database_url)
+            self.redis = aioredis.Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=2)
+            self.cache = LatestCache(self.redis, keys)
+            self.limiter = KeyRateLimiter(self.redis, keys)
+            self.ready = True
+        return self
+
+
+class _LazyCors:
+    """CORS with the origins of the process that serves (a Serve replica reads its own environment)."""
+
+    def __init__(self, app, origins) -> None:
+        self.app, self.origins, self.inner = app, origins, None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.inner is None:
+            allowed = self.origins()
+            self.inner = CORSMiddleware(self.app, allow_origins=allowed, allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                                        allow_headers=["Authorization", "X-API-Key", "Content-Type"]) if allowed else self.app
+        await self.inner(scope, receive, send)
+
+
+bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """The FastAPI application; ``settings`` default to the environment (DATABASE_URL, REDIS_URL)."""
+    app = FastAPI(title="crypto-intel API", version="1.0.0",
+                  description="Signals, market data, structure, wallets and alerts of the crypto-intel engine.")
+    app.state.settings = settings
+    app.state.services = None
+    app.add_middleware(_LazyCors, origins=lambda: settings.cors_origins if settings else
+                       [o for o in os.environ.get("CRYPTO_INTEL_CORS_ORIGINS", "").split(",") if o])
+
+    async def services(request: Request) -> Services:
+        app_ = request.app
+        if app_.state.services is None:
+            app_.state.services = Services(app_.state.settings or ApiSettings.from_env())
+        return await app_.state.services.open()
+
+    async def principal(svc: Annotated[Services, Depends(services)],
+                        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                        header_key: Annotated[str | None, Depends(api_key_header)]):
+        key = header_key or (creds.credentials if creds else None)
+        if not key:
+            raise ApiError(401, "unauthorized", "an API key is required: Authorization: Bearer KEY or X-API-Key",
+                           {"WWW-Authenticate": "Bearer"})
+        who = await svc.accounts.authenticate(key)
+        if who is None:
+            raise ApiError(401, "unauthorized", "unknown, revoked or disabled API key", {"WWW-Authenticate": "Bearer"})
+        decision = await svc.limiter.check(who)
+        if not decision.allowed:
+            retry = max(1, math.ceil(decision.retry_after_ms / 1000))
+            raise ApiError(429, "rate_limited", f"rate limit of tier {who.tier.name} reached; retry in {retry}s",
+                           {"Retry-After": str(retry)})
+        return who
+
+    async def admin(who=Depends(principal)):
+        if who.role != "admin":
+            raise ApiError(403, "forbidden", "this endpoint needs the admin role")
+        return who
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(422, "invalid_request", f"{where}: {first.get('msg', 'invalid value')}")
+
+    from engine.storage.queries import QueryError
+
+    @app.exception_handler(QueryError)
+    async def _query_error(request: Request, exc: QueryError) -> JSONResponse:
+        return _error(422, "invalid_request", str(exc))
+
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _starlette_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "not_found" if exc.status_code == 404 else "error", str(exc.detail))
+
+    Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"page size, at most {MAX_LIMIT}")]
+    Symbol = Annotated[str, Path(min_length=1, max_length=64, description="market, e.g. BINANCE:BTCUSDT")]
+    Tf = Annotated[str | None, Query(max_length=8, pattern=r"^[0-9]+[smhdw]$", description="timeframe, e.g. 1m")]
+
+    # -- public ----------------------------------------------------------------------------------
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    async def healthz() -> Health:
+        """Liveness: the process answers. No key needed."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, tags=["health"], responses={503: {"model": Health}})
+    async def readyz(request: Request):
+        """Readiness: Ray, Postgres and Redis answer. No key needed."""
+        checks: dict[str, str] = {}
+        try:
+            import ray
+            checks["ray"] = "ok" if ray.is_initialized() else "not connected"
+        except ImportError:
+            checks["ray"] = "not installed"
+        try:
+            svc = await services(request)
+            await asyncio.wait_for(svc.queries.pool.fetchval("SELECT 1"), 2)
+            checks["postgres"] = "ok"
+            await asyncio.wait_for(svc.redis.ping(), 2)
+            checks["redis"] = "ok"
+        except Exception as e:  # noqa: BLE001 - readiness reports, never raises
+            checks.setdefault("postgres", f"error: {type(e).__name__}")
+            checks.setdefault("redis", f"error: {type(e).__name__}")
+        ok = all(v == "ok" for k, v in checks.items() if k != "ray")
+        body = Health(status="ok" if ok else "unavailable", checks=checks)
+        return body if ok else JSONResponse(body.model_dump(), status_code=503)
+
+    # -- markets -----------------------------------------------------------------------------------
+
+    @app.get(f"{API}/markets", response_model=Page, tags=["markets"])
+    async def markets(svc: Annotated[Services, Depends(services)], who=Depends(principal)) -> Page:
+        """Every market with candles, its timeframes and latest candle time."""
+        latest = await svc.cache.all("candle")
+        rows = await svc.queries.markets()
+        by_market = {r["market"]: r for r in rows}
+        for key, rec in latest.items():
+            m = rec.get("market") or key.split("|")[0]
+            by_market.setdefault(m, {"market": m, "timeframes": [], "last_open_ts": None})
+            entry = by_market[m]
+            entry["last_close"] = rec.get("close")
+            entry["last_open_ts"] = max(entry["last_open_ts"] or 0, rec.get("open_ts") or 0)
+            if rec.get("timeframe") and rec["timeframe"] not in entry["timeframes"]:
+                entry["timeframes"] = sorted([*entry["timeframes"], rec["timeframe"]])
+        return Page(items=clean([by_market[m] for m in sorted(by_market)]))
+
+    @app.get(f"{API}/markets/{{symbol}}/candles", response_model=Page, tags=["markets"])
+    async def candles(symbol: Symbol, svc: Annotated[Services, Depends(services)], who=Depends(principal),
+                      tf: Tf = None, start: str | None = None, end: str | None = None, limit: Limit = 500,
+                      cursor: str | None = None) -> Page:
+        """Candles newest first, opened in [start, end); page on with ``cursor``."""
+        tf = tf or svc.settings.default_timeframe
+        start_ns, end_ns = parse_time(start, "start"), parse_time(end, "end")
+        before = int(_uncursor(cursor, 1)[0]) if cursor else end_ns
+        rows = await svc.queries.latest_candles(symbol, tf, limit=limit, before_ns=before)
+        if start_ns is not None:
+            rows = [r for r in rows if r["open_ts"] >= start_ns]
+        nxt = _cursor(rows[-1]["open_ts"]) if len(rows) == limit else None
+        return Page(items=clean(rows), next_cursor=nxt)
+
+    @app.get(f"{API}/markets/{{symbol}}/indicators", response_model=Item, tags=["markets"])
+    async def indicators(symbol: Symbol, svc: Annotated[Services, Depends(services)], who=Depends(principal),
+                         tf: Tf = None, names: str | None = Query(None, max_length=2000,
+                                                                  description="comma-separated output names")) -> Item:
+        """The latest indicator values of a market and timeframe (all, or ``names``)."""
+        tf = tf or svc.settings.default_timeframe
+        rec = await svc.cache.get("indicators", f"{symbol}|{tf}")
+        if rec is None:
+            raise ApiError(404, "not_found", f"no indicator values for {symbol} {tf} yet")
+        values = rec.get("values", {})
+        if names:
+            wanted = [n.strip() for n in names.split(",") if n.strip()]
+            unknown = [n for n in wanted if n not in values]
+            if unknown:
+                raise ApiError(422, "unknown_indicator", f"not computed for this market: {', '.join(unknown)}; "
+                                                         f"available: {', '.join(sorted(values))}")
+            values = {n: values[n] for n in wanted}
+        return Item(item=clean({**rec, "values": values}))
+
+    @app.get(f"{API}/markets/{{symbol}}/structure", response_model=Item, tags=["markets"])
+    async def structure(symbol: Symbol, svc: Annotated[Services, Depends(services)], who=Depends(principal),
+                        tf: Tf = None) -> Item:
+        """Latest swings and BOS/CHoCH, live order blocks, open fair value gaps and liquidity pools."""
+        tf = tf or svc.settings.default_timeframe
+        events = await svc.queries.structure_events(symbol, timeframe=tf, limit=5000)
+        return Item(item=clean({"market": symbol, "timeframe": tf, **structure_view(events)}))
+
+    @app.get(f"{API}/market/summary", response_model=Page, tags=["markets"])
+    async def summary(svc: Annotated[Services, Depends(services)], who=Depends(principal), tf: Tf = None,
+                      market: str | None = Query(None, max_length=64)) -> Page:
+        """Per market: price, 24h change, volume, volatility and risk, strongest signals."""
+        tf = tf or svc.settings.default_timeframe
+        names = [market] if market else [r["market"] for r in await svc.queries.markets()]
+        out = [s for s in [await svc.queries.market_summary(m, tf) for m in names] if s is not None]
+        return Page(items=clean(out))
+
+    # -- signals -----------------------------------------------------------------------------------
+
+    @app.get(f"{API}/signals", response_model=Page, tags=["signals"])
+    async def signals(svc: Annotated[Services, Depends(services)], who=Depends(principal),
+                      market: str | None = Query(None, max_length=64), kind: str | None = Query(None, max_length=64),
+                      since: str | None = None, limit: Limit = 100, cursor: str | None = None) -> Page:
+        """Signals oldest first with reasons and risk; page on with ``cursor``."""
+        after = None
+        if cursor:
+            ts, sid = _uncursor(cursor, 2)
+            after = (int(ts), sid)
+        rows = await svc.queries.signals(market=market, kind=kind, since_ns=parse_time(since, "since"),
+                                         after=after, limit=limit)
+        nxt = _cursor(rows[-1]["ts"], rows[-1]["id"]) if len(rows) == limit else None
+        return Page(items=clean(rows), next_cursor=nxt)
+
+    @app.get(f"{API}/signals/{{signal_id}}", response_model=Item, tags=["signals"])
+    async def signal(signal_id: Annotated[str, Path(max_length=128)], svc: Annotated[Services, Depends(services)],
+                     who=Depends(principal)) -> Item:
+        """One signal with its reasons, risk score and components."""
+        row = await svc.queries.signal(signal_id)
+        if row is None:
+            raise ApiError(404, "not_found", f"no signal {signal_id!r}")
+        return Item(item=clean(row))
+
+    # -- on-chain ----------------------------------------------------------------------------------
+
+    Chain = Annotated[str, Query(max_length=32, description="chain name")]
+
+    @app.get(f"{API}/wallets", response_model=Page, tags=["on-chain"])
+    async def wallets(svc: Annotated[Services, Depends(services)], who=Depends(principal), chain: Chain = "ethereum",
+                      limit: Limit = 100) -> Page:
+        """Known wallets, most recently active first, with labels."""
+        return Page(items=clean(await svc.queries.wallets(chain=chain, limit=limit)))
+
+    @app.get(f"{API}/wallets/{{address}}", response_model=Item, tags=["on-chain"])
+    async def wallet(address: Annotated[str, Path(max_length=128)], svc: Annotated[Services, Depends(services)],
+                     who=Depends(principal), chain: Chain = "ethereum") -> Item:
+        """A wallet's labels, first/last seen and balances (integers as decimal strings)."""
+        row = await svc.queries.wallet(chain, address)
+        if row is None:
+            raise ApiError(404, "not_found", f"no wallet {address!r} on {chain}")
+        row["balances"] = [{**b, "balance": str(b["balance"])} for b in row["balances"]]
+        return Item(item=clean(row))
+
+    @app.get(f"{API}/transactions", response_model=Page, tags=["on-chain"])
+    async def transactions(svc: Annotated[Services, Depends(services)], who=Depends(principal),
+                           wallet: str | None = Query(None, max_length=128), token: str | None = Query(None, max_length=128),
+                           since: str | None = None, chain: Chain = "ethereum", limit: Limit = 100) -> Page:
+        """Token transfers newest first (amounts as exact decimal strings)."""
+        rows = await svc.queries.transfers(chain=chain, wallet=wallet, token=token,
+                                           since_ns=parse_time(since, "since"), limit=limit)
+        return Page(items=clean([{**r, "value": str(r["value"])} for r in rows]))
+
+    @app.get(f"{API}/alerts", response_model=Page, tags=["on-chain"])
+    async def alerts(svc: Annotated[Services, Depends(services)], who=Depends(principal),
+                     kind: str | None = Query(None, max_length=64), since: str | None = None,
+                     limit: Limit = 100) -> Page:
+        """Alerts, oldest first (whale transfers and more)."""
+        return Page(items=clean(await svc.queries.alerts(since_ns=parse_time(since, "since"), kind=kind, limit=limit)))
+
+    # -- admin -------------------------------------------------------------------------------------
+
+    @app.get(f"{API}/admin/users", response_model=Page, tags=["admin"])
+    async def users(svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> Page:
+        """Every user with tier and active key count."""
+        return Page(items=clean(await svc.accounts.list_users()))
+
+    @app.post(f"{API}/admin/users", response_model=Item, status_code=201, tags=["admin"])
+    async def create_user(body: NewUser, svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> Item:
+        """Create a user."""
+        return Item(item=clean(await _accounts_call(svc.accounts.create_user(body.username, body.email, body.tier))))
+
+    @app.post(f"{API}/admin/users/{{username}}/keys", response_model=Item, status_code=201, tags=["admin"])
+    async def issue_key(username: Annotated[str, Path(max_length=64)], body: NewKey,
+                        svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> Item:
+        """Issue a key; the response is the only time it is shown."""
+        from serve.keys import key_id
+        key = await _accounts_call(svc.accounts.issue_key(username, body.role, body.label))
+        return Item(item={"username": username, "role": body.role, "key": key, "key_id": key_id(key)})
+
+    @app.delete(f"{API}/admin/keys/{{key_id}}", response_model=Item, tags=["admin"])
+    async def revoke_key(key_id: Annotated[str, Path(max_length=64)], svc: Annotated[Services, Depends(services)],
+                         who=Depends(admin)) -> Item:
+        """Revoke a key by its id (the first hex characters of its hash)."""
+        return Item(item={"revoked": await _accounts_call(svc.accounts.revoke_key(key_id))})
+
+    @app.patch(f"{API}/admin/users/{{username}}", response_model=Item, tags=["admin"])
+    async def change_user(username: Annotated[str, Path(max_length=64)], body: UserChange,
+                          svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> Item:
+        """Change a user's tier, or disable / enable them."""
+        if body.tier is not None:
+            await _accounts_call(svc.accounts.set_tier(username, body.tier))
+        if body.disabled is True:
+            await _accounts_call(svc.accounts.disable_user(username))
+        elif body.disabled is False:
+            await _accounts_call(svc.accounts.enable_user(username))
+        return Item(item={"username": username, "tier": body.tier, "disabled": body.disabled})
+
+    return app
+
+
+async def _accounts_call(coro):
+    from serve.accounts import DuplicateUserError, UnknownKeyError, UnknownUserError
+    from serve.tiers import UnknownRoleError, UnknownTierError
+    try:
+        return await coro
+    except DuplicateUserError as e:
+        raise ApiError(409, "conflict", str(e)) from None
+    except (UnknownUserError, UnknownKeyError) as e:
+        raise ApiError(404, "not_found", str(e)) from None
+    except (UnknownTierError, UnknownRoleError, ValueError) as e:
+        raise ApiError(422, "invalid_request", str(e)) from None
