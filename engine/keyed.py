@@ -16,6 +16,7 @@ class SlotMap:
     def __init__(self) -> None:
         self.slots: dict = {}
         self.free: list[int] = []
+        self._table: tuple | None = None  # (markets, timeframe, slot and name rank per market), see ``table``
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -27,6 +28,7 @@ class SlotMap:
             return np.array([slots[key] for key in keys], np.int64)
         except KeyError:
             pass
+        self._table = None
         out = np.empty(len(keys), np.int64)
         for i, key in enumerate(keys):
             slot = slots.get(key)
@@ -41,7 +43,25 @@ class SlotMap:
         slot = self.slots.pop(key, None)
         if slot is not None:
             self.free.append(slot)
+            self._table = None
         return slot
+
+    def table(self, markets: list[str], tf: int) -> tuple[np.ndarray, np.ndarray]:
+        """For each market index ``i``: the slot of ``(markets[i], tf)`` (-1 where the key is new) and the rank of
+        ``markets[i]`` among the sorted market names (for ordering events by market in compiled code).
+
+        Kept until the keys or the batch's market dictionary change, so a stream of batches sharing one
+        dictionary resolves its rows without building key tuples.
+        """
+        cached = self._table
+        if cached is not None and cached[1] == tf and cached[0] == markets:
+            return cached[2], cached[3]
+        slots = self.slots
+        table = np.array([slots.get((m, tf), -1) for m in markets], np.int64)
+        rank = {name: i for i, name in enumerate(sorted(set(markets)))}
+        ranks = np.array([rank[m] for m in markets], np.int64)
+        self._table = (list(markets), tf, table, ranks)
+        return table, ranks
 
     def state(self) -> dict:
         return {"slots": dict(self.slots), "free": list(self.free)}
@@ -49,6 +69,7 @@ class SlotMap:
     def load(self, state: dict) -> None:
         self.slots = dict(state["slots"])
         self.free = list(state["free"])
+        self._table = None
 
 
 def row_keys(markets: list[str], market: np.ndarray, tf: np.ndarray) -> tuple[list, np.ndarray]:
@@ -92,6 +113,9 @@ def rounds(slots: np.ndarray) -> list[np.ndarray]:
     return np.split(by_rank, bounds)
 
 
+_NONE = np.empty(0, np.int64)
+
+
 class KeyedArrayOperator:
     """Snapshot, restore, reset and flush for operators whose per-key state is rows of ``self.s``.
 
@@ -101,6 +125,10 @@ class KeyedArrayOperator:
 
     name: str
     version: str
+    packed = False  # whether the state also lives in ``rows``, one record per slot (see ``_pack``)
+    # scratch for run_kernel, not state: row slots and the event buffers
+    _slots: np.ndarray = _NONE
+    _event_buffers: tuple | None = None
 
     def settings(self) -> dict:
         raise NotImplementedError
@@ -118,6 +146,19 @@ class KeyedArrayOperator:
                 arr[: self.capacity] = self.s[key]
             self.s[key] = arr
         self.capacity = new
+        if self.packed:
+            self._pack()
+
+    def _pack(self) -> None:
+        """Move the state into ``rows``, one record per slot holding that slot's row of every state array, and
+        make each ``s`` entry a view of its field: a compiled kernel then takes the whole state as one argument
+        (every array argument adds to the cost of a call), while snapshots keep their layout."""
+        s = self.s
+        rows = np.empty(self.capacity, np.dtype([(k, v.dtype, v.shape[1:]) for k, v in s.items()], align=True))
+        for k, v in s.items():
+            rows[k] = v
+            s[k] = rows[k]
+        self.rows = rows
 
     def key_slots(self, markets: list[str], market: np.ndarray, tf: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
         """The batch's distinct (market, tf) keys, each row's index into them, and each row's slot
@@ -127,6 +168,35 @@ class KeyedArrayOperator:
         if slots.max() >= self.capacity:
             self._grow(int(slots.max()) + 1)
         return keys, inverse, slots
+
+    def run_kernel(self, c, kernel, n_ints: int, n_floats: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Run a compiled kernel (``engine.kernels.buffers`` describes the convention) over the candles ``c``.
+
+        ``kernel(table, tf0, slots, ranks, start, ints, floats, used)`` is a closure that reads the state
+        (``self.rows``) when called, since resolving new keys may grow it. Returns the events' int and float fields (views
+        of reused buffers, one column per event) and whether the kernel sorted them, which it does when every
+        row has one timeframe and a known key.
+        """
+        n = len(c)
+        if len(self._slots) < n:
+            self._slots = np.empty(max(n, 2 * len(self._slots)), np.int64)
+        slots = self._slots
+        if self._event_buffers is None or self._event_buffers[0].shape[0] != n_ints:
+            self._event_buffers = (np.empty((n_ints, 256), np.int64), np.empty((n_floats, 256)))
+        ints, floats = self._event_buffers
+        tf0 = int(c.tf[0])
+        table, ranks = self.keys.table(c.markets, tf0)
+        row, used = kernel(table, tf0, slots, ranks, 0, ints, floats, 0)
+        if row < 0:  # a new key or a second timeframe: resolve the general way; events get sorted outside
+            slots, ranks = self.key_slots(c.markets, c.market, c.tf)[2], _NONE
+            row, used = kernel(_NONE, tf0, slots, ranks, 0, ints, floats, 0)
+        while row < n:  # the buffers filled up: double them and go on from that row
+            cap = 2 * ints.shape[1]
+            ints = np.concatenate([ints[:, :used], np.empty((n_ints, cap - used), np.int64)], axis=1)
+            floats = np.concatenate([floats[:, :used], np.empty((n_floats, cap - used))], axis=1)
+            self._event_buffers = (ints, floats)
+            row, used = kernel(_NONE, tf0, slots, ranks, row, ints, floats, used)
+        return ints[:, :used], floats[:, :used], len(ranks) > 0
 
     def _restored(self) -> None:
         """Hook: rebuild anything derived from ``s`` after a restore."""
@@ -147,21 +217,10 @@ class KeyedArrayOperator:
         self.keys.load(state["keys"])
         self.capacity = state["capacity"]
         self.s = {k: v.copy() for k, v in state["s"].items()}
+        if self.packed:
+            self._pack()
         self._restored()
 
     def reset(self) -> None:
         """Forget every key, keeping the settings."""
         self.__init__(**self.settings())
-
-
-def newest_bounds(active: np.ndarray, seq: np.ndarray, top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
-    """Per slot, top and bottom of the newest active object of each side, NaN where none is active.
-
-    Inputs are (slots, 2 sides, objects); the result is (slots, 4): bull top, bull bottom, bear top,
-    bear bottom. Used by the gap and order-block operators for their columns.
-    """
-    newest = np.argmax(np.where(active, seq, -1), axis=2)[..., None]
-    any_active = active.any(axis=2)
-    t = np.where(any_active, np.take_along_axis(top, newest, 2)[..., 0], np.nan)
-    b = np.where(any_active, np.take_along_axis(bottom, newest, 2)[..., 0], np.nan)
-    return np.stack([t[:, 0], b[:, 0], t[:, 1], b[:, 1]], axis=1)

@@ -38,26 +38,43 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.ids import stable_id
-from engine.keyed import KeyedArrayOperator, SlotMap, newest_bounds, rounds
-from engine.timeframes import format_timeframe
+from engine.ids import stable_id_text
+from engine.keyed import KeyedArrayOperator, SlotMap
+from engine.structure_events import TF_NS, event_order, timeframe_label, trusted_event
 from schemas.batches import FeatureBatch
-from schemas.records import StructureEvent
 
 OB_COLUMNS = ["ob_bull_top", "ob_bull_bottom", "ob_bear_top", "ob_bear_bottom"]
 DIRECTIONS = ("bull", "bear")
 MITIGATE_MODES = ("wick", "close")
-# SwingOperator's events this operator reads, in the order it applies them within one bar
-_KIND_ORDER = {"swing_high": 0, "swing_low": 1, "bos_bull": 2, "choch_bull": 2, "bos_bear": 3, "choch_bear": 3}
-# within one bar of one key, events follow this order (a block is touched before it is mitigated)
-_STEP_ORDER = {"breaker_invalidated": 0, "touched": 1, "mitigated": 2, "breaker_created": 3, "evicted": 4,
-               "created": 5}
-_EMPTY, _LIVE, _TOUCHED, _BREAKER = 0, 1, 2, 3
+# SwingOperator's events this operator reads, by the kernels' kind codes (engine.kernels.swings)
+_MARK_CODES = {"swing_high": 0, "swing_low": 1, "bos_bull": 2, "choch_bull": 3, "bos_bear": 4, "choch_bear": 5}
+_NO_MARKS, _NO_PRICES = np.empty((0, 5), np.int64), np.empty(0, np.float64)
+# steps by the kernel's codes, which are also their order within one bar of one key (touched before mitigated)
+_STEPS = ("breaker_invalidated", "touched", "mitigated", "breaker_created", "evicted", "created")
+_EMPTY = 0  # block states: 0 empty, 1 live, 2 touched, 3 breaker (engine.kernels.blocks)
+_KINDS = tuple(f"ob_{d}" for d in DIRECTIONS)
+_EVENT_KINDS = tuple(tuple(f"{kind}_{step}" for step in _STEPS) for kind in _KINDS)
+
+
+def _events(markets: list[str], ints: list, floats: list) -> list:
+    """StructureEvents from the kernel's event fields (already in order)."""
+    out = []
+    for m, tf_ns, confirmed, d, step, ts, price, top, bot, volume, balance, level, choch, break_ts in zip(
+            *ints, *floats):
+        market, tf = markets[m], timeframe_label(tf_ns)
+        # block_id = stable_id(market, tf, kind, ts, break_ts); id = stable_id(block_id, step)
+        block_id = stable_id_text(f"{market}|{tf}|{_KINDS[d]}|{ts}|{int(break_ts)}")
+        out.append(trusted_event(stable_id_text(f"{block_id}|{_STEPS[step]}"), market, tf, _EVENT_KINDS[d][step],
+                                 ts, confirmed, price, {"top": top, "bottom": bot, "volume": volume,
+                                                        "balance": balance, "level": level, "choch": choch,
+                                                        "break_ts": break_ts}))
+    return out
 
 
 class OrderBlockOperator(KeyedArrayOperator):
     """Keyed order-block detector and lifecycle tracker, fed by SwingOperator's output."""
 
+    packed = True  # the kernel takes the state as one record array
     name = "order_blocks"
     version = "1"
 
@@ -70,6 +87,7 @@ class OrderBlockOperator(KeyedArrayOperator):
         self.keys = SlotMap()
         self.capacity = 0
         self.s: dict[str, np.ndarray] = {}
+        self._index: tuple | None = None  # (markets, position of each), see ``_market_index``
         self._grow(8)
 
     def _grow(self, capacity: int) -> None:
@@ -87,162 +105,59 @@ class OrderBlockOperator(KeyedArrayOperator):
         }
         self.grow_state(spec, capacity)
 
-    def _event(self, out: list, key: tuple, slot: int, d: int, g: int, step: str, confirmed: int,
-               price: float) -> None:
-        s = self.s
-        market, tf = key
-        ts, meta = int(s["ts"][slot, d, g]), s["meta"][slot, d, g]
-        kind = f"ob_{DIRECTIONS[d]}"
-        block_id = stable_id(market, tf, kind, ts, int(meta[4]))
-        ev = StructureEvent(id=stable_id(block_id, step), market=market, timeframe=tf, kind=f"{kind}_{step}",
-                            ts=ts, confirmed_ts=confirmed, price=price,
-                            meta={"top": float(s["top"][slot, d, g]), "bottom": float(s["bot"][slot, d, g]),
-                                  "volume": float(meta[0]), "balance": float(meta[1]), "level": float(meta[2]),
-                                  "choch": float(meta[3]), "break_ts": float(meta[4])})
-        out.append(((confirmed, market, tf, _STEP_ORDER[step], ts, d), ev))
-
-    def _lifecycle(self, out: list, keys: list, slots, op, high, low, close, close_ts) -> np.ndarray:
-        """Touch, mitigation (to breaker) and breaker invalidation of every tracked block by the current bar."""
-        s = self.s
-        state, top, bot = s["state"][slots], s["top"][slots], s["bot"][slots]
-        h, lo = high[:, None, None], low[:, None, None]
-        through = lo if self.mitigate_by == "wick" else np.minimum(op, close)[:, None, None]
-        through_up = h if self.mitigate_by == "wick" else np.maximum(op, close)[:, None, None]
-        is_bull = (np.arange(2) == 0)[None, :, None]
-        live = (state == _LIVE) | (state == _TOUCHED)
-        near = np.where(is_bull, lo <= top, h >= bot)
-        far = np.where(is_bull, through < bot, through_up > top)
-        touched = live & (state == _LIVE) & (near | far)
-        mitigated = live & far
-        # a breaker dies when price trades through its other side (smartmoneyconcepts drops it then)
-        dead = (state == _BREAKER) & np.where(is_bull, h > top, lo < bot)
-        for j, d, g in zip(*np.nonzero(touched | mitigated | dead)):
-            slot, key, conf = slots[j], keys[j], int(close_ts[j])
-            t, b = float(top[j, d, g]), float(bot[j, d, g])
-            if dead[j, d, g]:
-                self._event(out, key, slot, d, g, "breaker_invalidated", conf, t if d == 0 else b)
-                continue
-            if touched[j, d, g]:
-                self._event(out, key, slot, d, g, "touched", conf, t if d == 0 else b)
-            if mitigated[j, d, g]:
-                self._event(out, key, slot, d, g, "mitigated", conf, b if d == 0 else t)
-                self._event(out, key, slot, d, g, "breaker_created", conf, b if d == 0 else t)
-        state = np.where(dead, _EMPTY, np.where(mitigated, _BREAKER, np.where(touched, _TOUCHED, state)))
-        s["state"][slots] = state.astype(np.int8)
-        return (touched | mitigated | dead).any(axis=(1, 2))
-
-    def _push(self, slots, open_ts, high, low, volume) -> None:
-        s = self.s
-        pos = s["count"][slots] % self.lookback
-        s["bts"][slots, pos], s["bhigh"][slots, pos], s["blow"][slots, pos] = open_ts, high, low
-        s["bvol"][slots, pos] = volume
-        s["count"][slots] += 1
-
-    def _window(self, slot: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The buffered bars of one key, oldest first: open times, highs, lows, volumes."""
-        s, n = self.s, self.lookback
-        count = int(s["count"][slot])
-        order = (np.arange(max(count - n, 0), count)) % n
-        return s["bts"][slot, order], s["bhigh"][slot, order], s["blow"][slot, order], s["bvol"][slot, order]
-
-    def _create(self, out: list, key: tuple, slot: int, d: int, level: float, choch: bool, confirmed: int) -> bool:
-        """Block for a break of direction ``d`` at the newest buffered bar; False when none is made."""
-        s = self.s
-        ts, hi, lo, vol = self._window(slot)
-        swing = int(s["swing_ts"][slot, d])
-        # the bars after the broken swing and before the break bar; a swing older than the buffer keeps them all
-        between = np.flatnonzero(ts[:-1] > swing) if swing >= 0 else np.arange(len(ts) - 1)
-        if not len(between):
-            between = np.array([len(ts) - 2]) if len(ts) >= 2 else between
-        if not len(between):
-            return False
-        values = lo[between] if d == 0 else -hi[between]
-        j = int(between[np.flatnonzero(values == values.min())[-1]])  # ties go to the latest bar
-        if ((s["state"][slot, d] != _EMPTY) & (s["ts"][slot, d] == ts[j])).any():
-            return False
-        late, early = float(np.nansum(vol[-2:])), float(np.nansum(vol[-3:-2]))
-        biggest = max(late, early)
-        balance = 100.0 * min(late, early) / biggest if biggest > 0 else 100.0
-        free = np.flatnonzero(s["state"][slot, d] == _EMPTY)
-        if len(free):
-            g = int(free[0])
-        else:  # bounded state: the oldest block of this direction makes room
-            g = int(np.argmin(s["seq"][slot, d]))
-            edge = s["bot"][slot, d, g] if d == 0 else s["top"][slot, d, g]
-            self._event(out, key, slot, d, g, "evicted", confirmed, float(edge))
-        s["state"][slot, d, g], s["top"][slot, d, g], s["bot"][slot, d, g] = _LIVE, hi[j], lo[j]
-        s["ts"][slot, d, g] = ts[j]
-        s["meta"][slot, d, g] = (late + early, balance, level, float(choch), float(ts[-1]))
-        s["seq"][slot, d, g] = s["next_seq"][slot]
-        s["next_seq"][slot] += 1
-        self._event(out, key, slot, d, g, "created", confirmed, float((hi[j] + lo[j]) / 2))
-        return True
-
-    def _columns(self, slots: np.ndarray) -> np.ndarray:
-        """Top/bottom of the newest live block per direction, NaN when none is live."""
-        s = self.s
-        state = s["state"][slots]
-        return newest_bounds((state == _LIVE) | (state == _TOUCHED), s["seq"][slots], s["top"][slots], s["bot"][slots])
-
     def update(self, batch: FeatureBatch) -> FeatureBatch:
         """Advance every key by its bars in order; append the order-block columns and the events these bars confirm."""
+        from engine.kernels.blocks import N_FLOATS, N_INTS, block_rows
+
         c = batch.candles
-        extra = np.full((len(c), len(OB_COLUMNS)), np.nan)
+        n_in = batch.values.shape[1]
+        out = np.empty((len(c), n_in + len(OB_COLUMNS)))
         events: list = []
         if len(c):
-            keys, inverse, slots = self.key_slots(c.markets, c.market, c.tf)
-            labels = [(m, format_timeframe(t)) for m, t in keys]
-            row_label = [labels[k] for k in inverse]
-            close_ts, s = c.close_ts, self.s
-            marks = self._structure_by_row(batch, labels, inverse, close_ts)
-            for rows in rounds(slots):
-                all_rows = rows
-                rows = rows[~c.gap[rows]]  # gap bars neither move blocks nor enter the buffer
-                sl = slots[rows]
-                if len(rows):
-                    rk = [row_label[r] for r in rows]
-                    changed = self._lifecycle(events, rk, sl, c.open[rows], c.high[rows], c.low[rows],
-                                              c.close[rows], close_ts[rows])
-                    self._push(sl, c.open_ts[rows], c.high[rows], c.low[rows], c.volume[rows])
-                    for j, r in enumerate(rows):
-                        found = marks.get(int(r))
-                        if found is None:
-                            continue
-                        slot = sl[j]
-                        # SwingOperator confirms swings before it looks for breaks, and breaks upward first
-                        for kind, ts, price in sorted(found, key=lambda e: _KIND_ORDER[e[0]]):
-                            if kind.startswith("swing"):
-                                s["swing_ts"][slot, 0 if kind == "swing_high" else 1] = ts
-                            else:
-                                d = 0 if kind.endswith("bull") else 1
-                                changed[j] |= self._create(events, rk[j], slot, d, price, kind.startswith("choch"),
-                                                           int(close_ts[r]))
-                    done = sl[changed]
-                    if len(done):
-                        s["cols"][done] = self._columns(done)
-                extra[all_rows] = s["cols"][slots[all_rows]]
-            events.sort(key=lambda pair: pair[0])
-        names = batch.names + OB_COLUMNS
-        return FeatureBatch(c, names, np.hstack([batch.values, extra]), batch.events + [e for _, e in events])
+            marks, prices = self._marks(batch)
+            by_wick = self.mitigate_by == "wick"
 
-    @staticmethod
-    def _structure_by_row(batch: FeatureBatch, labels: list, inverse: np.ndarray, close_ts: np.ndarray) -> dict:
-        """SwingOperator's swing and break events of this batch, as (kind, ts, price) lists by row.
+            def kernel(*convention):  # see engine.kernels.buffers
+                return block_rows(*convention, c.market, c.tf, c.open_ts, c.open, c.high, c.low, c.close,
+                                  c.volume, c.gap, batch.values, out, marks, prices, self.rows, by_wick)
+
+            ints, floats, ordered = self.run_kernel(c, kernel, N_INTS, N_FLOATS)
+            if ints.shape[1]:
+                # within one bar of one key: by step (the codes are in step order), then block, then direction
+                order = None if ordered else event_order(c.markets, ints[0], ints[1], ints[2], ints[4], ints[5],
+                                                         ints[3])
+                if order is not None:
+                    ints, floats = ints[:, order], floats[:, order]
+                events = _events(c.markets, ints.tolist(), floats.tolist())
+        else:
+            out[:, :n_in] = batch.values
+        return FeatureBatch(c, batch.names + OB_COLUMNS, out, batch.events + events)
+
+    def _marks(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+        """SwingOperator's swing and break events of this batch for the kernel: rows of (market index, tf,
+        confirmed_ts, kind code, ts) and their prices.
 
         Events, not the ``bos``/``choch`` columns, because a bar breaking both ways as two CHoCHs nets to 0 there.
         """
-        wanted = [e for e in batch.events if e.kind in _KIND_ORDER]
+        wanted = [e for e in batch.events if e.kind in _MARK_CODES]
         if not wanted:
-            return {}
-        label_index = {label: i for i, label in enumerate(labels)}
-        candidates = np.flatnonzero(np.isin(close_ts, np.array([e.confirmed_ts for e in wanted], np.int64)))
-        row_of = {(int(inverse[r]), int(close_ts[r])): int(r) for r in candidates}
-        out: dict[int, list] = {}
+            return _NO_MARKS, _NO_PRICES
+        c = batch.candles
+        index, tf_ns = self._market_index(c.markets), TF_NS
+        if any(e.timeframe not in tf_ns for e in wanted):  # labels made elsewhere: learn the batch's own
+            for t in np.unique(c.tf).tolist():
+                timeframe_label(t)
+        flat: list = []
         for e in wanted:
-            r = row_of.get((label_index.get((e.market, e.timeframe), -1), e.confirmed_ts))
-            if r is not None:
-                out.setdefault(r, []).append((e.kind, e.ts, e.price))
-        return out
+            flat += (index.get(e.market, -1), tf_ns.get(e.timeframe, -1), e.confirmed_ts, _MARK_CODES[e.kind], e.ts)
+        return np.array(flat, np.int64).reshape(-1, 5), np.array([e.price for e in wanted], np.float64)
+
+    def _market_index(self, markets: list[str]) -> dict:
+        """Position of each market in the batch's dictionary, kept while batches share one dictionary."""
+        cached = self._index
+        if cached is None or cached[0] != markets:
+            cached = self._index = (list(markets), {m: i for i, m in enumerate(markets)})
+        return cached[1]
 
     def settings(self) -> dict:
         return {"lookback": self.lookback, "max_blocks": self.max_blocks, "mitigate_by": self.mitigate_by}

@@ -17,44 +17,16 @@ from __future__ import annotations
 import numpy as np
 
 from engine.ids import stable_id_text
-from engine.keyed import KeyedArrayOperator, SlotMap, rounds
-from engine.timeframes import format_timeframe
+from engine.keyed import KeyedArrayOperator, SlotMap
+from engine.structure_events import event_order, timeframe_label, trusted_event
 from schemas.batches import FeatureBatch
 from schemas.records import StructureEvent
 
 STRUCTURE_COLUMNS = ["swing_high", "swing_low", "last_swing_high", "last_swing_low", "trend", "bos", "choch"]
 BREAK_MODES = ("close", "wick")
-
-
-_TF_LABELS: dict[int, str] = {}
-_new_object = object.__new__
-_set_attr = object.__setattr__
-
-
-def _timeframe_label(tf_ns: int) -> str:
-    label = _TF_LABELS.get(tf_ns)
-    if label is None:
-        label = _TF_LABELS[tf_ns] = format_timeframe(tf_ns)
-    return label
-
-
-def trusted_event(id: str, market: str, timeframe: str, kind: str, ts: int, confirmed_ts: int, price: float,
-                  meta: dict) -> StructureEvent:
-    """A StructureEvent from values an operator made itself, without re-validating them.
-
-    The caller passes exactly the validated types (str, int, float and a fresh ``dict[str, float]``), so the
-    record equals, dumps and pickles exactly as ``StructureEvent(...)`` of the same values would.
-    """
-    ev = _new_object(StructureEvent)
-    _set_attr(ev, "__dict__", {"id": id, "market": market, "timeframe": timeframe, "kind": kind, "ts": ts,
-                               "confirmed_ts": confirmed_ts, "price": price, "meta": meta})
-    _set_attr(ev, "__pydantic_fields_set__", set(_EVENT_FIELDS))
-    _set_attr(ev, "__pydantic_extra__", None)
-    _set_attr(ev, "__pydantic_private__", None)
-    return ev
-
-
-_EVENT_FIELDS = ("id", "market", "timeframe", "kind", "ts", "confirmed_ts", "price", "meta")
+# event kinds by the kernel's codes (engine.kernels.swings), and each one's rank in text order
+_KINDS = ("swing_high", "swing_low", "bos_bull", "choch_bull", "bos_bear", "choch_bear")
+_KIND_RANK = np.array([sorted(_KINDS).index(kind) for kind in _KINDS])
 
 
 def _event(market: str, tf: str, kind: str, ts: int, confirmed: int, price: float, meta: dict) -> StructureEvent:
@@ -62,14 +34,10 @@ def _event(market: str, tf: str, kind: str, ts: int, confirmed: int, price: floa
     return trusted_event(stable_id_text(f"{market}|{tf}|{kind}|{ts}"), market, tf, kind, ts, confirmed, price, meta)
 
 
-def _event_order(e: StructureEvent) -> tuple:
-    d = e.__dict__
-    return d["confirmed_ts"], d["market"], d["timeframe"], d["kind"], d["ts"]
-
-
 class SwingOperator(KeyedArrayOperator):
     """Keyed swing detector over closed candles; adds structure columns and StructureEvents."""
 
+    packed = True  # the kernel takes the state as one record array
     name = "structure"
     version = "2"
 
@@ -95,100 +63,40 @@ class SwingOperator(KeyedArrayOperator):
         self.grow_state(spec, capacity)
 
     def update(self, batch: FeatureBatch) -> FeatureBatch:
+        """Advance every key by its bars in order; append the structure columns and the events these bars confirm."""
+        from engine.kernels.swings import N_FLOATS, N_INTS, swing_rows
+
         c = batch.candles
-        extra = np.full((len(c), len(STRUCTURE_COLUMNS)), np.nan)
+        n_in = batch.values.shape[1]
+        out = np.empty((len(c), n_in + len(STRUCTURE_COLUMNS)))
         events: list = []
         if len(c):
-            keys, inverse, slots = self.key_slots(c.markets, c.market, c.tf)
-            labels = [(m, _timeframe_label(t)) for m, t in keys]
-            s, w, left = self.s, self.window, self.left
-            # flat views of the ring buffers: slot k's window is [k * w, (k + 1) * w)
-            ring_hi, ring_lo, ring_ts = s["high"].reshape(-1), s["low"].reshape(-1), s["ts"].reshape(-1)
-            count_a, last_hi_a, last_lo_a = s["count"], s["last_high"], s["last_low"]
-            open_hi_a, open_lo_a, trend_a = s["open_high"], s["open_low"], s["trend"]
-            by_close = self.break_by == "close"
-            span = np.arange(w)
-            gap = c.gap
-            live = np.flatnonzero(~gap)
-            close_ts = c.close_ts
-            high_c, low_c, close_c, open_ts_c = c.high, c.low, c.close, c.open_ts
-            for part in rounds(slots[live]):
-                rows = live[part]
-                sl = slots[rows]
-                high, low, close, open_ts = high_c[rows], low_c[rows], close_c[rows], open_ts_c[rows]
-                # push the bar into each slot's ring, then view the window oldest first
-                count = count_a[sl]
-                base = sl * w
-                at = base + count % w
-                ring_hi[at], ring_lo[at], ring_ts[at] = high, low, open_ts
-                count += 1
-                count_a[sl] = count
-                idx = base[:, None] + (count[:, None] + span) % w
-                hi, lo = ring_hi[idx], ring_lo[idx]
-                full = count >= w
-                c_hi, c_lo = hi[:, left], lo[:, left]
-                is_high = full & (c_hi > hi[:, :left].max(axis=1)) & (c_hi >= hi[:, left + 1:].max(axis=1))
-                is_low = full & (c_lo < lo[:, :left].min(axis=1)) & (c_lo <= lo[:, left + 1:].min(axis=1))
-                last_hi = np.where(is_high, c_hi, last_hi_a[sl])
-                last_lo = np.where(is_low, c_lo, last_lo_a[sl])
-                last_hi_a[sl], last_lo_a[sl] = last_hi, last_lo
-                # breaks of the open levels (a swing confirmed at this bar can break at this bar)
-                lvl_hi = np.where(is_high, c_hi, open_hi_a[sl])
-                lvl_lo = np.where(is_low, c_lo, open_lo_a[sl])
-                trend = trend_a[sl]
-                with np.errstate(invalid="ignore"):
-                    up = (close if by_close else high) > lvl_hi  # NaN (no open level) compares False
-                    down = (close if by_close else low) < lvl_lo
-                up_choch = up & (trend == -1)
-                trend = np.where(up, 1, trend)
-                down_choch = down & (trend == 1)
-                trend = np.where(down, -1, trend).astype(np.int8)
-                trend_a[sl] = trend
-                open_hi_a[sl] = np.where(up, np.nan, lvl_hi)
-                open_lo_a[sl] = np.where(down, np.nan, lvl_lo)
-                up_bos, down_bos = up & ~up_choch, down & ~down_choch
-                block = np.empty((len(rows), len(STRUCTURE_COLUMNS)))
-                block[:, 0] = np.where(is_high, c_hi, np.nan)
-                block[:, 1] = np.where(is_low, c_lo, np.nan)
-                block[:, 2], block[:, 3], block[:, 4] = last_hi, last_lo, trend
-                block[:, 5] = up_bos.astype(np.float64) - down_bos
-                block[:, 6] = up_choch.astype(np.float64) - down_choch
-                extra[rows] = block
-                hit = is_high | is_low | up | down
-                if not hit.any():
-                    continue
-                cand_ts = ring_ts[base + (count + left) % w]
-                for j in np.flatnonzero(hit).tolist():
-                    r = int(rows[j])
-                    market, tf = labels[inverse[r]]
-                    confirmed = int(close_ts[r])
-                    if is_high[j] or is_low[j]:
-                        ts = int(cand_ts[j])
-                        if is_high[j]:
-                            events.append(_event(market, tf, "swing_high", ts, confirmed, float(c_hi[j]),
-                                                 {"left": float(self.left), "right": float(self.right)}))
-                        if is_low[j]:
-                            events.append(_event(market, tf, "swing_low", ts, confirmed, float(c_lo[j]),
-                                                 {"left": float(self.left), "right": float(self.right)}))
-                    if up[j] or down[j]:
-                        ts, bar_close = int(open_ts[j]), float(close[j])
-                        if up[j]:
-                            events.append(_event(market, tf, "choch_bull" if up_choch[j] else "bos_bull", ts,
-                                                 confirmed, float(lvl_hi[j]), {"close": bar_close}))
-                        if down[j]:
-                            events.append(_event(market, tf, "choch_bear" if down_choch[j] else "bos_bear", ts,
-                                                 confirmed, float(lvl_lo[j]), {"close": bar_close}))
-            # gap bars carry the last known levels forward
-            gap_rows = np.flatnonzero(gap)
-            if len(gap_rows):
-                gap_slots = slots[gap_rows]
-                extra[gap_rows, 2] = last_hi_a[gap_slots]
-                extra[gap_rows, 3] = last_lo_a[gap_slots]
-                extra[gap_rows, 4] = trend_a[gap_slots]
-                extra[gap_rows, 5:7] = 0.0
-            events.sort(key=_event_order)
-        names = batch.names + STRUCTURE_COLUMNS
-        return FeatureBatch(c, names, np.hstack([batch.values, extra]), batch.events + events)
+            left, by_close = self.left, self.break_by == "close"
+
+            def kernel(*convention):  # see engine.kernels.buffers
+                return swing_rows(*convention, c.market, c.tf, c.open_ts, c.high, c.low, c.close, c.gap,
+                                  batch.values, out, self.rows, left, by_close)
+
+            ints, floats, ordered = self.run_kernel(c, kernel, N_INTS, N_FLOATS)
+            if ints.shape[1]:
+                order = None if ordered else event_order(c.markets, ints[2], ints[3], ints[4],
+                                                         _KIND_RANK[ints[0]], ints[1])
+                if order is not None:
+                    ints, floats = ints[:, order], floats[:, order]
+                events = self._events(c.markets, ints.tolist(), floats.tolist())
+        else:
+            out[:, :n_in] = batch.values
+        return FeatureBatch(c, batch.names + STRUCTURE_COLUMNS, out, batch.events + events)
+
+    def _events(self, markets: list[str], ints: list, floats: list) -> list:
+        """StructureEvents from the kernel's event fields (already in order)."""
+        swing_meta = {"left": float(self.left), "right": float(self.right)}
+        out = []
+        for kind, ts, m, tf_ns, confirmed, price, bar_close in zip(*ints, *floats):
+            market, tf, name = markets[m], timeframe_label(tf_ns), _KINDS[kind]
+            out.append(_event(market, tf, name, ts, confirmed, price,
+                              dict(swing_meta) if kind <= 1 else {"close": bar_close}))
+        return out
 
     def settings(self) -> dict:
         return {"left": self.left, "right": self.right, "break_by": self.break_by}
