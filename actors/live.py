@@ -9,7 +9,7 @@ from pathlib import Path
 
 import ray
 
-from actors.store_settings import StoreSettings, save_checkpoint
+from actors.store_settings import StoreSettings, save_checkpoint, start_serving
 from engine.config import PipelineConfig
 from schemas.batches import CandleBatch
 
@@ -70,6 +70,8 @@ def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
     print(f"replaying {len(inputs)} inputs at x{args.speed:g} real time; signals -> {signals_path}"
           f"{services.describe()}; Ctrl-C stops", file=sys.stderr)
     store = services.start_actor(config.actor_cpus)
+    for line in start_serving(services, args.host, args.http_port, out_dir):
+        print(line, file=sys.stderr)
     checkpoints = services.checkpoint_store()
     pipe = RayPipeline(config, out_path=str(signals_path), keep=False, store=store)
     last_checkpoint = time.monotonic()

@@ -97,3 +97,29 @@ def save_checkpoint(store, pipe) -> None:
     except (redis.ConnectionError, redis.TimeoutError) as e:
         # the engine goes on without this checkpoint; the next one will try again
         print(f"\ncheckpoint skipped: Redis unavailable ({e})", file=sys.stderr)
+
+
+def start_serving(settings: StoreSettings, host: str, http_port: int, out_dir: Path) -> list[str]:
+    """With Postgres and Redis configured: first-run admin key, then the HTTP API on Serve.
+    Returns lines to print (URLs, and a generated admin key exactly once)."""
+    if not (settings.database_url and settings.redis_url):
+        return ["HTTP API: off (set DATABASE_URL and REDIS_URL to serve it)"]
+    from serve.accounts import Accounts
+    from serve.api import ApiSettings
+    from serve.app import start_api
+    from serve.bootstrap import ENV_VAR, ensure_admin_key
+
+    key_file = out_dir / "admin-api-key"
+
+    async def bootstrap() -> str | None:
+        accounts = await Accounts.create(settings.database_url)
+        try:
+            return await ensure_admin_key(accounts, key_file, os.environ.get(ENV_VAR))
+        finally:
+            await accounts.close()
+    key = asyncio.run(bootstrap())
+    url = start_api(ApiSettings(settings.database_url, settings.redis_url, settings.namespace), host=host, port=http_port)
+    lines = [f"HTTP API: {url}/api/v1 (OpenAPI: {url}/openapi.json, docs: {url}/docs)"]
+    if key:
+        lines.append(f"first start: admin API key {key} (shown once; also saved to {key_file}, mode 0600)")
+    return lines

@@ -248,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out-dir", default=str(DEFAULT_OUT), help=f"where signals go (default {DEFAULT_OUT})")
     run.add_argument("--dashboard-port", type=int, default=8265, help="Ray dashboard port on 127.0.0.1")
     run.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    run.add_argument("--host", default="127.0.0.1", help="address the HTTP API binds (default 127.0.0.1)")
+    run.add_argument("--http-port", type=int, default=8000, help="HTTP API port (default 8000)")
     run.add_argument("--checkpoint-s", type=float, default=30.0,
                      help="seconds between shard checkpoints to Redis when REDIS_URL is set (default 30)")
     _add_pipeline_args(run)
