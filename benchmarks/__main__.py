@@ -1,7 +1,7 @@
 """Run every benchmark and print figures, targets and ratios against references measured in the same run.
 
     python -m benchmarks                 # all sections
-    python -m benchmarks throughput      # one or more of: throughput latency indicators streaming structure storage
+    python -m benchmarks throughput      # one or more of: throughput latency indicators streaming structure storage http feed
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ SECTIONS = {
     "streaming": "benchmarks.streaming_vs_talipp",
     "structure": "benchmarks.structure_vs_smc",
     "storage": "benchmarks.storage_writes",
+    "http": "benchmarks.api_http",
+    "feed": "benchmarks.feed_fanout",
 }
 
 

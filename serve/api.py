@@ -60,13 +60,15 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
 
 
 def clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf as null, recursively (gap candles and warm-up values carry NaN)."""
+    """JSON-safe, recursively: NaN/inf as null (gap candles and warm-up values carry NaN), datetimes as ISO-8601."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [clean(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
     return value
 
 
@@ -115,6 +117,15 @@ class Page(BaseModel):
     next_cursor: str | None = None
 
 
+def _page(items: list, next_cursor: str | None = None) -> JSONResponse:
+    # already JSON-safe (see clean): skip re-validating every row against the response model
+    return JSONResponse({"items": items, "next_cursor": next_cursor})
+
+
+def _item(item: dict, status: int = 200) -> JSONResponse:
+    return JSONResponse({"item": item}, status_code=status)
+
+
 class Item(BaseModel):
     """One object."""
 
@@ -145,10 +156,30 @@ class UserChange(BaseModel):
 class Services:
     """Connections shared by the requests of one replica, opened on first use."""
 
+    AUTH_TTL_S = 5.0  # a revoked key or a changed tier takes effect within this long
+    AUTH_CACHE_SIZE = 10_000
+
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
         self._lock = asyncio.Lock()
         self.ready = False
+        self._auth: dict[str, tuple[float, object]] = {}
+
+    async def authenticate(self, key: str):
+        """The key's principal, from a short-lived cache keyed by the key's hash (never the key)."""
+        import time
+
+        from serve.keys import hash_key
+        h = hash_key(key)
+        now = time.monotonic()
+        hit = self._auth.get(h)
+        if hit is not None and now - hit[0] < self.AUTH_TTL_S:
+            return hit[1]
+        who = await self.accounts.authenticate(key)
+        if len(self._auth) >= self.AUTH_CACHE_SIZE:
+            self._auth.clear()
+        self._auth[h] = (now, who)
+        return who
 
     async def open(self) -> "Services":
         if self.ready:
@@ -214,7 +245,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         if not key:
             raise ApiError(401, "unauthorized", "an API key is required: Authorization: Bearer KEY or X-API-Key",
                            {"WWW-Authenticate": "Bearer"})
-        who = await svc.accounts.authenticate(key)
+        who = await svc.authenticate(key)
         if who is None:
             raise ApiError(401, "unauthorized", "unknown, revoked or disabled API key", {"WWW-Authenticate": "Bearer"})
         decision = await svc.limiter.check(who)
@@ -305,7 +336,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             entry["last_open_ts"] = max(entry["last_open_ts"] or 0, rec.get("open_ts") or 0)
             if rec.get("timeframe") and rec["timeframe"] not in entry["timeframes"]:
                 entry["timeframes"] = sorted([*entry["timeframes"], rec["timeframe"]])
-        return Page(items=clean([by_market[m] for m in sorted(by_market)]))
+        return _page(items=clean([by_market[m] for m in sorted(by_market)]))
 
     @app.get(f"{API}/markets/{{symbol}}/candles", response_model=Page, tags=["markets"])
     async def candles(symbol: Symbol, svc: Annotated[Services, Depends(services)], who=Depends(principal),
@@ -319,7 +350,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         if start_ns is not None:
             rows = [r for r in rows if r["open_ts"] >= start_ns]
         nxt = _cursor(rows[-1]["open_ts"]) if len(rows) == limit else None
-        return Page(items=clean(rows), next_cursor=nxt)
+        return _page(items=clean(rows), next_cursor=nxt)
 
     @app.get(f"{API}/markets/{{symbol}}/indicators", response_model=Item, tags=["markets"])
     async def indicators(symbol: Symbol, svc: Annotated[Services, Depends(services)], who=Depends(principal),
@@ -338,7 +369,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 raise ApiError(422, "unknown_indicator", f"not computed for this market: {', '.join(unknown)}; "
                                                          f"available: {', '.join(sorted(values))}")
             values = {n: values[n] for n in wanted}
-        return Item(item=clean({**rec, "values": values}))
+        return _item(item=clean({**rec, "values": values}))
 
     @app.get(f"{API}/markets/{{symbol}}/structure", response_model=Item, tags=["markets"])
     async def structure(symbol: Symbol, svc: Annotated[Services, Depends(services)], who=Depends(principal),
@@ -346,7 +377,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         """Latest swings and BOS/CHoCH, live order blocks, open fair value gaps and liquidity pools."""
         tf = tf or svc.settings.default_timeframe
         events = await svc.queries.structure_events(symbol, timeframe=tf, limit=5000)
-        return Item(item=clean({"market": symbol, "timeframe": tf, **structure_view(events)}))
+        return _item(item=clean({"market": symbol, "timeframe": tf, **structure_view(events)}))
 
     @app.get(f"{API}/market/summary", response_model=Page, tags=["markets"])
     async def summary(svc: Annotated[Services, Depends(services)], who=Depends(principal), tf: Tf = None,
@@ -355,7 +386,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         tf = tf or svc.settings.default_timeframe
         names = [market] if market else [r["market"] for r in await svc.queries.markets()]
         out = [s for s in [await svc.queries.market_summary(m, tf) for m in names] if s is not None]
-        return Page(items=clean(out))
+        return _page(items=clean(out))
 
     # -- signals -----------------------------------------------------------------------------------
 
@@ -371,7 +402,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         rows = await svc.queries.signals(market=market, kind=kind, since_ns=parse_time(since, "since"),
                                          after=after, limit=limit)
         nxt = _cursor(rows[-1]["ts"], rows[-1]["id"]) if len(rows) == limit else None
-        return Page(items=clean(rows), next_cursor=nxt)
+        return _page(items=clean(rows), next_cursor=nxt)
 
     @app.get(f"{API}/signals/{{signal_id}}", response_model=Item, tags=["signals"])
     async def signal(signal_id: Annotated[str, Path(max_length=128)], svc: Annotated[Services, Depends(services)],
@@ -380,7 +411,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         row = await svc.queries.signal(signal_id)
         if row is None:
             raise ApiError(404, "not_found", f"no signal {signal_id!r}")
-        return Item(item=clean(row))
+        return _item(item=clean(row))
 
     # -- on-chain ----------------------------------------------------------------------------------
 
@@ -390,7 +421,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def wallets(svc: Annotated[Services, Depends(services)], who=Depends(principal), chain: Chain = "ethereum",
                       limit: Limit = 100) -> Page:
         """Known wallets, most recently active first, with labels."""
-        return Page(items=clean(await svc.queries.wallets(chain=chain, limit=limit)))
+        return _page(items=clean(await svc.queries.wallets(chain=chain, limit=limit)))
 
     @app.get(f"{API}/wallets/{{address}}", response_model=Item, tags=["on-chain"])
     async def wallet(address: Annotated[str, Path(max_length=128)], svc: Annotated[Services, Depends(services)],
@@ -400,7 +431,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         if row is None:
             raise ApiError(404, "not_found", f"no wallet {address!r} on {chain}")
         row["balances"] = [{**b, "balance": str(b["balance"])} for b in row["balances"]]
-        return Item(item=clean(row))
+        return _item(item=clean(row))
 
     @app.get(f"{API}/transactions", response_model=Page, tags=["on-chain"])
     async def transactions(svc: Annotated[Services, Depends(services)], who=Depends(principal),
@@ -409,26 +440,26 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         """Token transfers newest first (amounts as exact decimal strings)."""
         rows = await svc.queries.transfers(chain=chain, wallet=wallet, token=token,
                                            since_ns=parse_time(since, "since"), limit=limit)
-        return Page(items=clean([{**r, "value": str(r["value"])} for r in rows]))
+        return _page(items=clean([{**r, "value": str(r["value"])} for r in rows]))
 
     @app.get(f"{API}/alerts", response_model=Page, tags=["on-chain"])
     async def alerts(svc: Annotated[Services, Depends(services)], who=Depends(principal),
                      kind: str | None = Query(None, max_length=64), since: str | None = None,
                      limit: Limit = 100) -> Page:
         """Alerts, oldest first (whale transfers and more)."""
-        return Page(items=clean(await svc.queries.alerts(since_ns=parse_time(since, "since"), kind=kind, limit=limit)))
+        return _page(items=clean(await svc.queries.alerts(since_ns=parse_time(since, "since"), kind=kind, limit=limit)))
 
     # -- admin -------------------------------------------------------------------------------------
 
     @app.get(f"{API}/admin/users", response_model=Page, tags=["admin"])
     async def users(svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> Page:
         """Every user with tier and active key count."""
-        return Page(items=clean(await svc.accounts.list_users()))
+        return _page(items=clean(await svc.accounts.list_users()))
 
     @app.post(f"{API}/admin/users", response_model=Item, status_code=201, tags=["admin"])
     async def create_user(body: NewUser, svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> Item:
         """Create a user."""
-        return Item(item=clean(await _accounts_call(svc.accounts.create_user(body.username, body.email, body.tier))))
+        return _item(clean(await _accounts_call(svc.accounts.create_user(body.username, body.email, body.tier))), 201)
 
     @app.post(f"{API}/admin/users/{{username}}/keys", response_model=Item, status_code=201, tags=["admin"])
     async def issue_key(username: Annotated[str, Path(max_length=64)], body: NewKey,
@@ -436,13 +467,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         """Issue a key; the response is the only time it is shown."""
         from serve.keys import key_id
         key = await _accounts_call(svc.accounts.issue_key(username, body.role, body.label))
-        return Item(item={"username": username, "role": body.role, "key": key, "key_id": key_id(key)})
+        return _item({"username": username, "role": body.role, "key": key, "key_id": key_id(key)}, 201)
 
     @app.delete(f"{API}/admin/keys/{{key_id}}", response_model=Item, tags=["admin"])
     async def revoke_key(key_id: Annotated[str, Path(max_length=64)], svc: Annotated[Services, Depends(services)],
                          who=Depends(admin)) -> Item:
         """Revoke a key by its id (the first hex characters of its hash)."""
-        return Item(item={"revoked": await _accounts_call(svc.accounts.revoke_key(key_id))})
+        return _item(item={"revoked": await _accounts_call(svc.accounts.revoke_key(key_id))})
 
     @app.patch(f"{API}/admin/users/{{username}}", response_model=Item, tags=["admin"])
     async def change_user(username: Annotated[str, Path(max_length=64)], body: UserChange,
@@ -454,7 +485,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             await _accounts_call(svc.accounts.disable_user(username))
         elif body.disabled is False:
             await _accounts_call(svc.accounts.enable_user(username))
-        return Item(item={"username": username, "tier": body.tier, "disabled": body.disabled})
+        return _item(item={"username": username, "tier": body.tier, "disabled": body.disabled})
 
     return app
 

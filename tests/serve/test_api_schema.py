@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.api_fixtures import RunningApi, running_api  # noqa: F401 - fixture
+from tests.serve.api_fixtures import RunningApi
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
