@@ -70,7 +70,8 @@ def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
     print(f"replaying {len(inputs)} inputs at x{args.speed:g} real time; signals -> {signals_path}"
           f"{services.describe()}; Ctrl-C stops", file=sys.stderr)
     store = services.start_actor(config.actor_cpus)
-    for line in start_serving(services, args.host, args.http_port, out_dir):
+    lines, feed = start_serving(services, args.host, args.http_port, out_dir, args.ws_port)
+    for line in lines:
         print(line, file=sys.stderr)
     checkpoints = services.checkpoint_store()
     pipe = RayPipeline(config, out_path=str(signals_path), keep=False, store=store)
@@ -116,6 +117,8 @@ def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
                 save_checkpoint(checkpoints, pipe)
             if store is not None:
                 print(services.summary(ray.get(store.close.remote())), file=sys.stderr)
+            if feed is not None:
+                ray.get(feed.stop.remote())
         finally:
             pipe.shutdown()
             stop_ray()

@@ -99,11 +99,13 @@ def save_checkpoint(store, pipe) -> None:
         print(f"\ncheckpoint skipped: Redis unavailable ({e})", file=sys.stderr)
 
 
-def start_serving(settings: StoreSettings, host: str, http_port: int, out_dir: Path) -> list[str]:
-    """With Postgres and Redis configured: first-run admin key, then the HTTP API on Serve.
-    Returns lines to print (URLs, and a generated admin key exactly once)."""
+def start_serving(settings: StoreSettings, host: str, http_port: int, out_dir: Path,
+                  ws_port: int = 8001) -> tuple[list[str], object | None]:
+    """With Postgres and Redis configured: first-run admin key, the HTTP API on Serve and the
+    WebSocket feed actor. Returns lines to print (URLs, a generated admin key exactly once) and
+    the feed actor, which lives as long as the caller holds it."""
     if not (settings.database_url and settings.redis_url):
-        return ["HTTP API: off (set DATABASE_URL and REDIS_URL to serve it)"]
+        return ["HTTP API and WebSocket feed: off (set DATABASE_URL and REDIS_URL to serve them)"], None
     from serve.accounts import Accounts
     from serve.api import ApiSettings
     from serve.app import start_api
@@ -119,7 +121,14 @@ def start_serving(settings: StoreSettings, host: str, http_port: int, out_dir: P
             await accounts.close()
     key = asyncio.run(bootstrap())
     url = start_api(ApiSettings(settings.database_url, settings.redis_url, settings.namespace), host=host, port=http_port)
-    lines = [f"HTTP API: {url}/api/v1 (OpenAPI: {url}/openapi.json, docs: {url}/docs)"]
+    import ray
+
+    from actors.feed import FeedActor
+    feed = FeedActor.options(num_cpus=0).remote(
+        settings.database_url, settings.redis_url, settings.namespace, host, ws_port)
+    bound = ray.get(feed.start.remote())
+    lines = [f"HTTP API: {url}/api/v1 (OpenAPI: {url}/openapi.json, docs: {url}/docs)",
+             f"WebSocket feed: ws://{host}:{bound}/ws/v1/feed (key as ?key=, Authorization: Bearer or X-API-Key)"]
     if key:
         lines.append(f"first start: admin API key {key} (shown once; also saved to {key_file}, mode 0600)")
-    return lines
+    return lines, feed

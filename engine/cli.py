@@ -250,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
     run.add_argument("--host", default="127.0.0.1", help="address the HTTP API binds (default 127.0.0.1)")
     run.add_argument("--http-port", type=int, default=8000, help="HTTP API port (default 8000)")
+    run.add_argument("--ws-port", type=int, default=8001, help="WebSocket live feed port, beside Serve (default 8001)")
     run.add_argument("--checkpoint-s", type=float, default=30.0,
                      help="seconds between shard checkpoints to Redis when REDIS_URL is set (default 30)")
     _add_pipeline_args(run)
