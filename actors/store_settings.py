@@ -128,7 +128,8 @@ def start_serving(settings: StoreSettings, host: str, http_port: int, out_dir: P
         settings.database_url, settings.redis_url, settings.namespace, host, ws_port)
     bound = ray.get(feed.start.remote())
     lines = [f"HTTP API: {url}/api/v1 (OpenAPI: {url}/openapi.json, docs: {url}/docs)",
-             f"WebSocket feed: ws://{host}:{bound}/ws/v1/feed (key as ?key=, Authorization: Bearer or X-API-Key)"]
+             f"WebSocket feed: ws://{host}:{bound}/ws/v1/feed (key as ?key=, Authorization: Bearer or X-API-Key)",
+             f"Dashboard: {url}/dashboard?ws=ws://{host}:{bound}/ws/v1/feed (asks for an API key)"]
     if key:
         lines.append(f"first start: admin API key {key} (shown once; also saved to {key_file}, mode 0600)")
     return lines, feed
