@@ -30,8 +30,9 @@ from engine.storage.tables import TableSpec, table
 
 log = logging.getLogger(__name__)
 MAX_NEW_PARTITIONS = 24  # per batch; more distinct months than this is almost surely bad data
-# SQLSTATE classes worth retrying: connection, resources, operator intervention, txn rollback, system
-_TRANSIENT_CLASSES = ("08", "40", "53", "55", "57", "58", "XX")
+# SQLSTATE classes that mean the batch itself can never be written: data exceptions, integrity
+# violations (unique ones are merged, not raised), syntax or missing objects, privileges
+_PERMANENT_CLASSES = ("22", "23", "42", "2B", "28")
 
 
 @dataclass
@@ -42,12 +43,14 @@ class _Batch:
     spill: object | None = None  # the SpillFile it came from, deleted once committed
 
 
-def is_transient(exc: BaseException) -> bool:
-    """True when retrying later can succeed (lost connection, server restarting, overload)."""
-    if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError, asyncpg.InterfaceError)):
+def is_permanent(exc: BaseException) -> bool:
+    """True only when Postgres refused the batch's content or the schema is missing. Anything
+    else (lost connections, restarts, overload, a client library caught mid-teardown) is retried:
+    setting rows aside must never be the answer to a flaky connection."""
+    if isinstance(exc, pgcopy.EncodeError):
         return True
     state = getattr(exc, "sqlstate", None) or ""
-    return isinstance(exc, asyncpg.PostgresError) and state[:2] in _TRANSIENT_CLASSES
+    return isinstance(exc, asyncpg.PostgresError) and state[:2] in _PERMANENT_CLASSES
 
 
 async def _chunks(payload: bytes, size: int = 1 << 20):
@@ -236,7 +239,7 @@ class PgWriter:
                         self.last_error = f"{type(e).__name__}: {e}"
                         if isinstance(e, (asyncpg.UndefinedTableError, asyncpg.UndefinedFunctionError)):
                             self.last_error += " (run `crypto-intel db migrate` against this database)"
-                        if isinstance(e, pgcopy.EncodeError) or not is_transient(e):
+                        if is_permanent(e):
                             self._reject(batch, e)
                             break
                         self.counters["retries"] += 1
