@@ -228,7 +228,7 @@ class PgWriter:
                         if conn is None or conn.is_closed():
                             conn = await asyncpg.connect(self.dsn, timeout=self.connect_timeout_s)
                             self.counters["reconnects"] += 1
-                        await self._write_batch(conn, batch)
+                        await self._guarded_write(conn, batch)
                         self.last_error = ""
                         delay = self.retry_initial_s
                         break
@@ -275,6 +275,22 @@ class PgWriter:
         self.counters["rows_rejected"] += batch.data.num_rows
         self.counters["batches_rejected"] += 1
         log.error("Postgres refused %d %s rows (%s); set aside in %s", batch.data.num_rows, batch.spec.name, exc, path)
+
+    async def _guarded_write(self, conn: asyncpg.Connection, batch: _Batch) -> None:
+        """One batch with a hard deadline. A connection killed at the wrong moment can leave a
+        driver call (a COMMIT, a cancellation) waiting forever; past the deadline the socket is
+        closed under it, which fails every pending call, and the batch is retried elsewhere."""
+        task = asyncio.ensure_future(self._write_batch(conn, batch))
+        done, _ = await asyncio.wait({task}, timeout=self.call_timeout_s * 2)
+        if task in done:
+            return task.result()
+        conn.terminate()
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+        if task.done() and not task.cancelled() and task.exception() is None:
+            return  # it finished after all (and did its own bookkeeping)
+        raise TimeoutError(f"writing {batch.data.num_rows} {batch.spec.name} rows took over "
+                           f"{self.call_timeout_s * 2:.0f}s; connection dropped")
 
     async def _write_batch(self, conn: asyncpg.Connection, batch: _Batch) -> None:
         spec, data = batch.spec, batch.data

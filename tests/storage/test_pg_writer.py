@@ -136,14 +136,16 @@ async def test_connections_killed_during_a_million_row_replay_lose_and_duplicate
     candles = real_candles(1_000_000)
     expected_volume = float(np.sum(candles.volume))
     killed: list[int] = []
-    w = await PgWriter(pg_migrated, tmp_path, batch_rows=25_000, retry_initial_s=0.05).start()
+    w = await PgWriter(pg_migrated, tmp_path, batch_rows=25_000, retry_initial_s=0.05, call_timeout_s=15).start()
     killer = asyncio.create_task(_terminate_writers(pg_url, _database(pg_migrated), times=6, every_s=0.4, killed=killed))
-    for c in chunks(candles, 10_000):
-        w.write("candles", rows.candles(c))
-        await asyncio.sleep(0)
-    await killer
-    await w.flush(timeout_s=300)
-    await w.close()
+    try:
+        for c in chunks(candles, 10_000):
+            w.write("candles", rows.candles(c))
+            await asyncio.sleep(0)
+        await killer
+        await w.flush(timeout_s=300)
+    finally:
+        await w.close(timeout_s=5)
     assert sum(killed) > 0 and w.counters["retries"] > 0  # the fault really happened
     assert w.counters["rows_rejected"] == 0, w.last_error  # no batch set aside for a dropped connection
     conn = await asyncpg.connect(pg_migrated)
