@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -30,13 +31,55 @@ async def _counts(url: str) -> dict[str, int]:
         await conn.close()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(check, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise TimeoutError("condition not met in time")
+
+
+async def _watch_live(http_port: int, ws_port: int, key: str) -> dict:
+    """Subscribe to the running job's feed and read its candles; call the API with the same key."""
+    import aiohttp
+    from websockets.asyncio.client import connect
+    out = {"candles": 0, "seqs": [], "http_status": None}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:  # Serve and the feed come up a little after the first rows
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"http://127.0.0.1:{http_port}/api/v1/signals?limit=5", headers={"X-API-Key": key}) as r:
+                    out["http_status"] = r.status
+            async with connect(f"ws://127.0.0.1:{ws_port}/ws/v1/feed?key={key}") as ws:
+                await ws.send(json.dumps({"op": "subscribe", "channels": ["candles:*"]}))
+                while out["candles"] < 20 and time.monotonic() < deadline:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                    if msg.get("op") == "data":
+                        out["candles"] += 1
+                        out["seqs"].append(tuple(int(x) for x in msg["seq"].split("-")))
+                return out
+        except (OSError, aiohttp.ClientError):
+            await asyncio.sleep(1)
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_run_with_database_and_redis_persists_while_running(pg_db: str, redis_url: str, tmp_path: Path) -> None:
     namespace = f"test-run-{secrets.token_hex(4)}"
     env = {**os.environ, "DATABASE_URL": pg_db, "REDIS_URL": redis_url, "CRYPTO_INTEL_REDIS_NAMESPACE": namespace}
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--max-seconds", "40", "--no-dashboard",
-                             "--out-dir", str(tmp_path), "--checkpoint-s", "5"], env=env,
+    http_port, ws_port = _free_port(), _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--max-seconds", "60", "--no-dashboard",
+                             "--out-dir", str(tmp_path), "--checkpoint-s", "5", "--http-port", str(http_port),
+                             "--ws-port", str(ws_port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     client = redis.Redis.from_url(redis_url)
     try:
@@ -49,6 +92,13 @@ def test_run_with_database_and_redis_persists_while_running(pg_db: str, redis_ur
             time.sleep(1)
         assert proc.poll() is None, "run ended before anything reached Postgres"
         assert seen_while_running.get("candles", 0) > 0
+        # while the replay runs: the API answers with the first-run admin key, and the feed streams it live
+        key_file = tmp_path / "admin-api-key"
+        key = _wait_for(lambda: key_file.exists() and key_file.read_text().strip(), 120)
+        assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+        live = asyncio.run(_watch_live(http_port, ws_port, key))
+        assert live["candles"] > 0 and live["http_status"] == 200, live
+        assert all(a < b for a, b in zip(live["seqs"], live["seqs"][1:]))  # sequence numbers only grow
         out, _ = proc.communicate(timeout=240)
         assert proc.returncode == 0, out
         after = asyncio.run(_counts(pg_db))
