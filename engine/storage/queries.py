@@ -207,6 +207,9 @@ class Queries:
         w.add("chain = {}", chain)
         w.add({"in": "to_address = {0}", "out": "from_address = {0}",
                "both": "(from_address = {0} OR to_address = {0})"}[direction], _address(address))
+        return await self._transfers(w, since_ns, limit)
+
+    async def _transfers(self, w: _Where, since_ns: int | None, limit: int) -> list[dict[str, Any]]:
         if _time("since_ns", since_ns) is not None:
             w.add("block_ts >= {}", since_ns)
         n = w.limit(limit)
@@ -289,11 +292,4 @@ class Queries:
             w.add("(from_address = {0} OR to_address = {0})", _address(wallet))
         if token is not None:
             w.add("token_address = {}", _address(token))
-        if _time("since_ns", since_ns) is not None:
-            w.add("block_ts >= {}", since_ns)
-        n = w.limit(limit)
-        rows = await self._fetch(f"SELECT {_columns('token_transfers')} FROM token_transfers WHERE {w.sql()} "
-                                 f"ORDER BY block_ts DESC, block_number DESC, log_index DESC LIMIT {n}", w.args)
-        for r in rows:
-            r["value"] = int(r["value"])
-        return rows
+        return await self._transfers(w, since_ns, limit)

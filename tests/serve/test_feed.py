@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
@@ -24,21 +23,13 @@ from serve.accounts import Accounts
 from serve.channels import parse_seq
 from serve.feed import FeedServer
 from serve.keys import new_api_key
-from tests.storage.pg_fixtures import pg_url  # noqa: F401 - fixture
+from tests.storage.pg_fixtures import _admin, pg_url  # noqa: F401 - fixture
 from tests.storage.redis_fixtures import redis_keys, redis_url  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 T0 = 1_700_000_000_000_000_000
 MIN = 60_000_000_000
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url, timeout=3)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="module")
