@@ -95,6 +95,16 @@ async def _lock(conn: asyncpg.Connection) -> None:
         )""")
 
 
+async def _step(conn: asyncpg.Connection, sql: str, what: str, record: str, *args) -> None:
+    # the migration's SQL and its bookkeeping row commit together or not at all
+    try:
+        async with conn.transaction():
+            await conn.execute(sql)
+            await conn.execute(record, *args)
+    except asyncpg.PostgresError as e:
+        raise MigrationError(f"{what} failed: {e}") from e
+
+
 async def _applied(conn: asyncpg.Connection) -> dict[int, asyncpg.Record]:
     if not await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
         return {}
@@ -119,13 +129,9 @@ async def migrate(dsn: str, target: int | None = None, mode: str = "auto",
             for mig in migrations:
                 if mig.version in applied or (target is not None and mig.version > target):
                     continue
-                try:
-                    async with conn.transaction():
-                        await conn.execute(mig.up)
-                        await conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                                           mig.version, mig.name, mig.checksum)
-                except asyncpg.PostgresError as e:
-                    raise MigrationError(f"migration {mig.version:04d}_{mig.name} failed: {e}") from e
+                await _step(conn, mig.up, f"migration {mig.version:04d}_{mig.name}",
+                            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                            mig.version, mig.name, mig.checksum)
                 done.append(mig)
             return done
         finally:
@@ -149,12 +155,8 @@ async def downgrade(dsn: str, target: int, migrations: list[Migration] | None = 
                 mig = by_version.get(v)
                 if mig is None or not mig.down.strip():
                     raise MigrationError(f"migration {v:04d} has no down section here; cannot go below it")
-                try:
-                    async with conn.transaction():
-                        await conn.execute(mig.down)
-                        await conn.execute("DELETE FROM schema_migrations WHERE version = $1", v)
-                except asyncpg.PostgresError as e:
-                    raise MigrationError(f"rolling back {v:04d}_{mig.name} failed: {e}") from e
+                await _step(conn, mig.down, f"rolling back {v:04d}_{mig.name}",
+                            "DELETE FROM schema_migrations WHERE version = $1", v)
                 undone.append(mig)
             return undone
         finally:
