@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 import redis
 
+from tests.services import unavailable
 from tests.storage.pg_fixtures import DEFAULT_URL as PG_DEFAULT
 from tests.storage.redis_fixtures import DEFAULT_URL as REDIS_DEFAULT
 
@@ -39,12 +40,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 async def _fill(database_url: str, redis_url: str, namespace: str) -> tuple[list[str], list[str]]:
@@ -111,7 +106,7 @@ def running_api(ray_local) -> Iterator[RunningApi]:
         asyncio.run(admin(f'CREATE DATABASE "{name}"'))
         redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
     except (OSError, asyncpg.PostgresError, redis.ConnectionError) as e:
-        _unavailable(f"Postgres or Redis not reachable ({e})")
+        unavailable(f"Postgres or Redis not reachable ({e})")
     client = redis.Redis.from_url(redis_url)
     try:
         signal_ids, markets = asyncio.run(_fill(database_url, redis_url, namespace))

@@ -23,6 +23,7 @@ from engine.storage.redis_keys import RedisKeys
 from serve.accounts import Accounts
 from serve.feed import FeedServer
 from tests.serve.api_fixtures import RunningApi
+from tests.services import unavailable
 
 pytestmark = pytest.mark.ray
 
@@ -34,21 +35,15 @@ UP, DOWN = (0x26, 0xA6, 0x9A), (0xEF, 0x53, 0x50)
 INSTALL = "install Chromium (apt-get install chromium) and Playwright (pip install playwright)"
 
 
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def _chromium() -> str:
     """The system Chromium (Playwright's own browser downloads need the internet)."""
     path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
-        _unavailable(f"no chromium executable found: {INSTALL}")
+        unavailable(f"no chromium executable found: {INSTALL}")
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
-        _unavailable(f"playwright is not installed: {INSTALL}")
+        unavailable(f"playwright is not installed: {INSTALL}")
     return path
 
 

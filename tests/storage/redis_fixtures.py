@@ -24,14 +24,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from engine.storage.redis_keys import RedisKeys
+from tests.services import unavailable
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
-
-
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _safe(url: str) -> str:
@@ -48,7 +43,7 @@ def redis_url() -> str:
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
-        _unavailable(f"Redis not reachable at {_safe(url)} ({e}); start it or set REDIS_URL")
+        unavailable(f"Redis not reachable at {_safe(url)} ({e}); start it or set REDIS_URL")
     finally:
         client.close()
     return url
@@ -141,7 +136,7 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A private server on a free port, not started yet; always stopped after the test."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not Path(binary).exists():
-        _unavailable("redis-server not found; install Redis to run the restart tests")
+        unavailable("redis-server not found; install Redis to run the restart tests")
     server = RedisServer(binary, free_port(), tmp_path)
     try:
         yield server
