@@ -7,14 +7,13 @@ feed keeps a bounded backlog while Redis is away. Counters and lag go to ``ray.u
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import ray
 
 from actors.metrics import StoreMetrics
-from engine.sinks.jsonl import record_line
+from engine.sinks.jsonl import record_dict
 from engine.storage import rows
 from schemas.batches import FeatureBatch
 from schemas.records import Signal
@@ -84,15 +83,15 @@ class Store:
                 self.writer.write("signals", rows.signals(signals))
         if self.feed is not None:
             if candles is not None:
-                recs = [json.loads(record_line(c)) for c in candles.to_records()]
+                recs = [record_dict(c) for c in candles.to_records()]
                 await self.feed.publish("candles", recs)
                 await self.cache.put_many("candle", {f"{r['market']}|{r['timeframe']}": r for r in recs})
                 if features.names:
                     await self.cache.put_many("indicators", latest_indicators(features))
             if events:
-                await self.feed.publish("structure", [json.loads(record_line(e)) for e in events])
+                await self.feed.publish("structure", [record_dict(e) for e in events])
             if signals:
-                recs = [json.loads(record_line(s)) for s in signals]
+                recs = [record_dict(s) for s in signals]
                 await self.feed.publish("signals", recs)
                 await self.cache.put_many("signal", {r["market"]: r for r in recs})
         self._report()

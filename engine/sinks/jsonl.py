@@ -10,10 +10,14 @@ from pathlib import Path
 from pydantic import BaseModel
 
 
+def record_dict(record: BaseModel) -> dict:
+    """A record as JSON-ready plain data, NaN and infinities as None."""
+    return _finite(record.model_dump(mode="json"))
+
+
 def record_line(record: BaseModel) -> str:
     """One record as a canonical JSON line: sorted keys, no spaces, NaN and infinities as null."""
-    return json.dumps(_finite(record.model_dump(mode="json")), sort_keys=True, separators=(",", ":"),
-                      allow_nan=False) + "\n"
+    return json.dumps(record_dict(record), sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n"
 
 
 def _finite(value):
