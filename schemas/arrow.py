@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.records import Candle, IndicatorSnapshot, IndicatorValue, Signal, StructureEvent, TradeTick
+from schemas.records import (BookUpdate, Candle, DexPair, IndicatorSnapshot, IndicatorValue, ReferencePrice, Signal,
+                             StructureEvent, TradeTick, VenueEvent)
 
 TRADE_TICK = pa.schema([
     ("market", pa.string()), ("ts", pa.int64()), ("price", pa.float64()), ("size", pa.float64()),
@@ -43,9 +44,34 @@ SIGNAL = pa.schema([
     ("risk", pa.map_(pa.string(), pa.float64())), ("flags", pa.list_(pa.string())),
 ])
 
+BOOK_UPDATE = pa.schema([
+    ("market", pa.string()), ("ts", pa.int64()), ("bids", pa.list_(pa.list_(pa.float64()))),
+    ("asks", pa.list_(pa.list_(pa.float64()))), ("snapshot", pa.bool_()), ("first_seq", pa.int64()),
+    ("last_seq", pa.int64()), ("prev_seq", pa.int64()), ("checksum", pa.int64()),
+])
+
+VENUE_EVENT = pa.schema([
+    ("venue", pa.string()), ("market", pa.string()), ("kind", pa.string()), ("ts", pa.int64()),
+    ("detail", pa.string()), ("from_id", pa.int64()), ("to_id", pa.int64()), ("start_ts", pa.int64()),
+    ("end_ts", pa.int64()), ("count", pa.int64()),
+])
+
+REFERENCE_PRICE = pa.schema([
+    ("source", pa.string()), ("asset", pa.string()), ("ts", pa.int64()), ("price_usd", pa.float64()),
+    ("market_cap_usd", pa.float64()), ("volume_24h_usd", pa.float64()), ("change_24h_pct", pa.float64()),
+])
+
+DEX_PAIR = pa.schema([
+    ("source", pa.string()), ("chain", pa.string()), ("pair_address", pa.string()), ("dex", pa.string()),
+    ("base_symbol", pa.string()), ("base_address", pa.string()), ("quote_symbol", pa.string()),
+    ("quote_address", pa.string()), ("ts", pa.int64()), ("price_usd", pa.float64()),
+    ("price_native", pa.float64()), ("liquidity_usd", pa.float64()), ("volume_24h_usd", pa.float64()),
+])
+
 SCHEMAS: dict[type, pa.Schema] = {
     TradeTick: TRADE_TICK, Candle: CANDLE, IndicatorValue: INDICATOR_VALUE,
     IndicatorSnapshot: INDICATOR_SNAPSHOT, StructureEvent: STRUCTURE_EVENT, Signal: SIGNAL,
+    BookUpdate: BOOK_UPDATE, VenueEvent: VENUE_EVENT, ReferencePrice: REFERENCE_PRICE, DexPair: DEX_PAIR,
 }
 
 

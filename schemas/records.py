@@ -105,3 +105,67 @@ class Signal(_Record):
     risk_score: float | None = Field(default=None, description="0..100 risk of the bar that fired it")
     risk: dict[str, float] = Field(default_factory=dict, description="the measures and score components behind it")
     flags: list[str] = Field(default_factory=list, description="e.g. risk_limit: above the strategy's max risk")
+
+
+class BookUpdate(_Record):
+    """Level-2 order-book change (or full snapshot) of one market, in the venue's own sequence numbers.
+
+    A level with size 0 removes that price. ``first_seq``/``last_seq`` are the venue's update ids
+    covered by this message (Binance ``U``/``u``, a snapshot's ``lastUpdateId`` in both); ``prev_seq``
+    is the id the venue says came just before (Binance futures ``pu``, OKX ``prevSeqId``), -1 if none.
+    """
+
+    market: str
+    ts: int = Field(description="venue event time, ns UTC")
+    bids: list[list[float]] = Field(description="[price, size] pairs")
+    asks: list[list[float]] = Field(description="[price, size] pairs")
+    snapshot: bool = False
+    first_seq: int = -1
+    last_seq: int = -1
+    prev_seq: int = -1
+    checksum: int | None = Field(default=None, description="venue CRC32 of the book after this update")
+
+
+class VenueEvent(_Record):
+    """Something that happened to a venue connection or its data: state change, gap, repair, resync, skew."""
+
+    venue: str
+    market: str = Field(default="", description="empty when the event concerns the whole connection")
+    kind: str = Field(description="state, gap, repair, unrepaired, resync, skew, reject")
+    ts: int = Field(description="local wall-clock time of the event, ns UTC")
+    detail: str = ""
+    from_id: int = Field(default=-1, description="first missing trade/update id of a gap")
+    to_id: int = Field(default=-1, description="last missing id of a gap")
+    start_ts: int = Field(default=0, description="event-time start of the affected data, ns UTC")
+    end_ts: int = Field(default=0, description="event-time end of the affected data, ns UTC")
+    count: int = Field(default=0, description="records recovered by a repair")
+
+
+class ReferencePrice(_Record):
+    """A reference quote of one asset from a market-data aggregator (CoinGecko)."""
+
+    source: str = Field(description="e.g. coingecko")
+    asset: str = Field(description="the source's asset id, e.g. bitcoin")
+    ts: int = Field(description="when the source last updated it (or when fetched), ns UTC")
+    price_usd: float
+    market_cap_usd: float | None = None
+    volume_24h_usd: float | None = None
+    change_24h_pct: float | None = None
+
+
+class DexPair(_Record):
+    """A DEX liquidity pool as reported by a DEX aggregator (DexScreener)."""
+
+    source: str = Field(description="e.g. dexscreener")
+    chain: str = Field(description="the source's chain id, e.g. ethereum")
+    pair_address: str
+    dex: str
+    base_symbol: str
+    base_address: str
+    quote_symbol: str
+    quote_address: str
+    ts: int = Field(description="when fetched, ns UTC")
+    price_usd: float | None = None
+    price_native: float | None = None
+    liquidity_usd: float | None = None
+    volume_24h_usd: float | None = None

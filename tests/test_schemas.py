@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 
 from schemas.arrow import SCHEMAS, to_table
-from schemas.records import Candle, IndicatorSnapshot, IndicatorValue, Signal, StructureEvent, TradeTick
+from schemas.records import (BookUpdate, Candle, DexPair, IndicatorSnapshot, IndicatorValue, ReferencePrice, Signal,
+                             StructureEvent, TradeTick, VenueEvent)
 
 _SCALARS = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 
@@ -50,6 +51,12 @@ SAMPLES = {
                                    price=2.0, meta={"left": 5.0}),
     Signal: Signal(id="s", market="X", timeframe="1m", ts=1, kind="r", side="buy", strength=0.5, price=1.0,
                    stop=0.9, target=None, reasons=["x > y"], source_versions={"signals": "1"}),
+    BookUpdate: BookUpdate(market="BINANCE:BTCUSDT", ts=5, bids=[[10.0, 1.5]], asks=[[10.5, 0.0]],
+                           first_seq=3, last_seq=4, checksum=123),
+    VenueEvent: VenueEvent(venue="BINANCE", market="BINANCE:BTCUSDT", kind="gap", ts=9, from_id=5, to_id=7),
+    ReferencePrice: ReferencePrice(source="coingecko", asset="bitcoin", ts=1, price_usd=60000.0, market_cap_usd=1e12),
+    DexPair: DexPair(source="dexscreener", chain="ethereum", pair_address="0xab", dex="uniswap", base_symbol="WETH",
+                     base_address="0x1", quote_symbol="USDC", quote_address="0x2", ts=1, liquidity_usd=1e6),
 }
 
 
