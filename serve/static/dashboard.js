@@ -23,7 +23,7 @@
     market: null, timeframe: els.tf.value, status: "connecting",
     candles: [], signals: [], alerts: [],
     structure: { swings: [], breaks: [], order_blocks: [], fair_value_gaps: [] },
-    counts: { candles: 0, signals: 0, alerts: 0, messages: 0, lagged: 0, draws: 0 },
+    counts: { candles: 0, signals: 0, alerts: 0, messages: 0, lagged: 0, draws: 0, live_candles: 0, live_signals: 0 },
   };
   let ws = null, subscribed = [], lastSeq = {}, reconnectTimer = null, structureTimer = null, loadToken = 0;
 
@@ -201,8 +201,8 @@
     lastSeq[msg.channel] = msg.seq;
     if (state.status !== "live") setStatus("live");
     const rec = msg.data, kind = msg.channel.split(":")[0];
-    if (kind === "candles") { upsertCandle(rec); draw(); }
-    else if (kind === "signals") addSignal(rec);
+    if (kind === "candles") { state.counts.live_candles++; upsertCandle(rec); draw(); }
+    else if (kind === "signals") { state.counts.live_signals++; addSignal(rec); }
     else if (kind === "alerts") addAlert(rec);
     else if (kind === "structure") {
       // the picture (what is still open) is folded server-side: refetch it once a burst of events settles

@@ -4,11 +4,8 @@ through Redis appear live. Leaves a screenshot in tests/artifacts/dashboard.png.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import secrets
-import shutil
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -23,28 +20,13 @@ from engine.storage.redis_keys import RedisKeys
 from serve.accounts import Accounts
 from serve.feed import FeedServer
 from tests.serve.api_fixtures import RunningApi
-from tests.services import unavailable
+from tests.serve.browser import PIXELS, chromium_path, until
 
 pytestmark = pytest.mark.ray
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 TF = "5m"
 TF_NS = 300 * 10**9
-BACKGROUND = (0x0F, 0x14, 0x19)  # the chart's background colour in dashboard.js
-UP, DOWN = (0x26, 0xA6, 0x9A), (0xEF, 0x53, 0x50)
-INSTALL = "install Chromium (apt-get install chromium) and Playwright (pip install playwright)"
-
-
-def _chromium() -> str:
-    """The system Chromium (Playwright's own browser downloads need the internet)."""
-    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        unavailable(f"no chromium executable found: {INSTALL}")
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        unavailable(f"playwright is not installed: {INSTALL}")
-    return path
 
 
 def _get(api: RunningApi, path: str, key: str | None = None) -> tuple[int, str, bytes]:
@@ -96,40 +78,10 @@ def _market_with_data(api: RunningApi) -> tuple[str, dict]:
     pytest.fail(f"no market of {api.markets} has {TF} candles and signals")
 
 
-_PIXELS = """() => {
-  const c = document.getElementById('chart'), ctx = c.getContext('2d');
-  const d = ctx.getImageData(0, 0, c.width, c.height).data;
-  const near = (i, rgb) => Math.abs(d[i] - rgb[0]) < 8 && Math.abs(d[i + 1] - rgb[1]) < 8 && Math.abs(d[i + 2] - rgb[2]) < 8;
-  let other = 0, up = 0, down = 0;
-  for (let i = 0; i < d.length; i += 4) {
-    if (!near(i, %s)) other++;
-    if (near(i, %s)) up++;
-    if (near(i, %s)) down++;
-  }
-  return { other, up, down, total: d.length / 4, png: c.toDataURL('image/png').length };
-}""" % (list(BACKGROUND), list(UP), list(DOWN))
-
-
-async def until(page, expression: str, timeout_s: float = 15.0):
-    """Poll a JS expression until truthy. Playwright's wait_for_function evaluates strings inside the
-    page, which the dashboard's Content-Security-Policy (no unsafe-eval) rightly forbids."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        value = await page.evaluate(f"() => ({expression})")
-        if value:
-            return value
-        if loop.time() > deadline:
-            status = await page.evaluate("() => [document.getElementById('status').dataset.status, "
-                                         "document.getElementById('error').textContent]")
-            raise TimeoutError(f"still false after {timeout_s}s: {expression} (status, error: {status})")
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.slow
 @pytest.mark.asyncio(loop_scope="session")
 async def test_dashboard_draws_history_and_updates_live(running_api: RunningApi, feed_server: FeedServer) -> None:
-    chromium = _chromium()
+    chromium = chromium_path()
     from playwright.async_api import async_playwright
 
     market, newest = _market_with_data(running_api)
@@ -152,7 +104,7 @@ async def test_dashboard_draws_history_and_updates_live(running_api: RunningApi,
             await until(page, "Number(document.getElementById('chart').dataset.candles) > 0")
             await until(page, "document.querySelectorAll('li.signal').length > 0")
             await until(page, "document.getElementById('status').dataset.status === 'live'")
-            pixels = await page.evaluate(_PIXELS)
+            pixels = await page.evaluate(PIXELS)
             assert pixels["other"] > pixels["total"] * 0.01, pixels  # not a blank canvas
             assert pixels["up"] + pixels["down"] > 100, pixels  # candle bodies in candle colours
             reasons = await page.locator("li.signal .reasons").first.inner_text()

@@ -1,5 +1,6 @@
 """``crypto-intel run`` with DATABASE_URL and REDIS_URL: rows reach Postgres while it runs, the feed
-and checkpoints reach Redis, and what Postgres holds matches the signals file."""
+and checkpoints reach Redis, the API, the WebSocket feed and the dashboard (in headless Chromium)
+show the running replay live, and what Postgres holds matches the signals file."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ import asyncpg
 import pytest
 import redis
 
+from tests.serve.browser import PIXELS, chromium_path, until
 from tests.storage.pg_fixtures import pg_db, pg_url  # noqa: F401 - fixtures
 from tests.storage.redis_fixtures import redis_url  # noqa: F401 - fixture
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 async def _counts(url: str) -> dict[str, int]:
@@ -71,13 +76,47 @@ async def _watch_live(http_port: int, ws_port: int, key: str) -> dict:
     return out
 
 
+async def _watch_dashboard(http_port: int, ws_port: int, key: str, artifacts: Path) -> dict:
+    """Open the dashboard of the running job in headless Chromium; wait for history, a signal and live candles."""
+    from playwright.async_api import async_playwright
+    from urllib.parse import quote
+
+    import aiohttp
+    async with aiohttp.ClientSession(headers={"X-API-Key": key}) as s:
+        async with s.get(f"http://127.0.0.1:{http_port}/api/v1/signals?limit=1") as r:
+            signal = (await r.json())["items"][0]
+    ws = f"ws://127.0.0.1:{ws_port}/ws/v1/feed"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        page = await browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        try:
+            await page.goto(f"http://127.0.0.1:{http_port}/dashboard?key={key}&ws={quote(ws, safe='')}")
+            await until(page, "document.getElementById('market').options.length > 0", 30)
+            await page.select_option("#timeframe", signal["timeframe"])
+            await page.select_option("#market", signal["market"])
+            await until(page, "window.dashboardState.market === %s" % json.dumps(signal["market"]))
+            await until(page, "Number(document.getElementById('chart').dataset.candles) > 0", 30)
+            await until(page, "document.querySelectorAll('li.signal').length > 0", 30)
+            # the replay keeps running: candles of this market arrive over the feed and are drawn
+            await until(page, "window.dashboardState.counts.live_candles > 0", 60)
+            state = await page.evaluate("window.dashboardState.counts")
+            pixels = await page.evaluate(PIXELS)
+        finally:
+            artifacts.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(artifacts / "dashboard-live-replay.png"), full_page=True)
+            await browser.close()
+    return {"state": state, "pixels": pixels, "errors": errors}
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_run_with_database_and_redis_persists_while_running(pg_db: str, redis_url: str, tmp_path: Path) -> None:
     namespace = f"test-run-{secrets.token_hex(4)}"
     env = {**os.environ, "DATABASE_URL": pg_db, "REDIS_URL": redis_url, "CRYPTO_INTEL_REDIS_NAMESPACE": namespace}
     http_port, ws_port = _free_port(), _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--max-seconds", "60", "--no-dashboard",
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--max-seconds", "90", "--no-dashboard",
                              "--out-dir", str(tmp_path), "--checkpoint-s", "5", "--http-port", str(http_port),
                              "--ws-port", str(ws_port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -99,6 +138,11 @@ def test_run_with_database_and_redis_persists_while_running(pg_db: str, redis_ur
         live = asyncio.run(_watch_live(http_port, ws_port, key))
         assert live["candles"] > 0 and live["http_status"] == 200, live
         assert all(a < b for a, b in zip(live["seqs"], live["seqs"][1:]))  # sequence numbers only grow
+        # the dashboard against the same running replay, in a real browser
+        page = asyncio.run(_watch_dashboard(http_port, ws_port, key, ARTIFACTS))
+        assert not page["errors"], page
+        assert page["state"]["live_candles"] > 0 and page["state"]["signals"] > 0, page
+        assert page["pixels"]["up"] + page["pixels"]["down"] > 100, page  # candle bodies drawn on the canvas
         out, _ = proc.communicate(timeout=240)
         assert proc.returncode == 0, out
         after = asyncio.run(_counts(pg_db))
