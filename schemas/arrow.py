@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.records import (BookUpdate, Candle, DexPair, IndicatorSnapshot, IndicatorValue, ReferencePrice, Signal,
-                             StructureEvent, TradeTick, VenueEvent)
+from schemas.records import (BookUpdate, Candle, DexPair, IndicatorSnapshot, IndicatorValue, MarkPrice, ReferencePrice,
+                             Signal, StructureEvent, TradeTick, VenueEvent)
 
 TRADE_TICK = pa.schema([
     ("market", pa.string()), ("ts", pa.int64()), ("price", pa.float64()), ("size", pa.float64()),
@@ -68,10 +68,16 @@ DEX_PAIR = pa.schema([
     ("price_native", pa.float64()), ("liquidity_usd", pa.float64()), ("volume_24h_usd", pa.float64()),
 ])
 
+MARK_PRICE = pa.schema([
+    ("market", pa.string()), ("ts", pa.int64()), ("mark_price", pa.float64()), ("index_price", pa.float64()),
+    ("funding_rate", pa.float64()), ("next_funding_ts", pa.int64()),
+])
+
 SCHEMAS: dict[type, pa.Schema] = {
     TradeTick: TRADE_TICK, Candle: CANDLE, IndicatorValue: INDICATOR_VALUE,
     IndicatorSnapshot: INDICATOR_SNAPSHOT, StructureEvent: STRUCTURE_EVENT, Signal: SIGNAL,
     BookUpdate: BOOK_UPDATE, VenueEvent: VENUE_EVENT, ReferencePrice: REFERENCE_PRICE, DexPair: DEX_PAIR,
+    MarkPrice: MARK_PRICE,
 }
 
 

@@ -169,3 +169,14 @@ class DexPair(_Record):
     price_native: float | None = None
     liquidity_usd: float | None = None
     volume_24h_usd: float | None = None
+
+
+class MarkPrice(_Record):
+    """Mark and index price of a perpetual future with its current funding rate."""
+
+    market: str
+    ts: int = Field(description="venue event time, ns UTC")
+    mark_price: float
+    index_price: float | None = None
+    funding_rate: float | None = Field(default=None, description="per funding interval, e.g. 0.0001 = 0.01%")
+    next_funding_ts: int | None = Field(default=None, description="ns UTC")

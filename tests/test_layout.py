@@ -1,5 +1,6 @@
 """Layout rules: engine/ never imports Ray; its operators stay pure (no asyncio, no network, no
-database clients); only the storage adapters and the CLI talk to services. The cluster config parses."""
+database clients); only the storage adapters, venue connections, reference-data clients and the
+CLIs talk to services. The cluster config parses."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ IO = {"asyncio", "aiohttp", "websockets", "socket", "asyncpg", "redis", "web3"}
 LAYERS = {"ray", "actors", "serve"}
 # the CLI is the one engine module allowed to start Ray (it imports actors lazily)
 ALLOWED = {"engine/cli.py"}
-# storage adapters (Postgres, Redis) and their CLI may do I/O, but never import Ray
-IO_ALLOWED = ("engine/storage/", "engine/db_cli.py")
+# storage adapters (Postgres, Redis), venue connections, reference-data clients and their CLIs may do
+# I/O, but never import Ray; parsers, books and sequencers beside them stay pure
+IO_ALLOWED = ("engine/storage/", "engine/db_cli.py", "engine/refdata/", "engine/venues/supervisor.py",
+              "engine/venues/rest.py", "engine/venues/check.py", "engine/venues/cli.py")
 
 
 def _imports(path: Path) -> set[str]:

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from schemas.arrow import SCHEMAS, to_table
-from schemas.records import (BookUpdate, Candle, DexPair, IndicatorSnapshot, IndicatorValue, ReferencePrice, Signal,
-                             StructureEvent, TradeTick, VenueEvent)
+from schemas.records import (BookUpdate, Candle, DexPair, IndicatorSnapshot, IndicatorValue, MarkPrice, ReferencePrice,
+                             Signal, StructureEvent, TradeTick, VenueEvent)
 
 _SCALARS = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 
@@ -57,6 +57,7 @@ SAMPLES = {
     ReferencePrice: ReferencePrice(source="coingecko", asset="bitcoin", ts=1, price_usd=60000.0, market_cap_usd=1e12),
     DexPair: DexPair(source="dexscreener", chain="ethereum", pair_address="0xab", dex="uniswap", base_symbol="WETH",
                      base_address="0x1", quote_symbol="USDC", quote_address="0x2", ts=1, liquidity_usd=1e6),
+    MarkPrice: MarkPrice(market="BINANCE_FUTURES:BTCUSDT", ts=1, mark_price=60000.5, funding_rate=0.0001),
 }
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 
 from schemas.batches import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TradeBatch
-from schemas.records import BookUpdate, Candle
+from schemas.records import BookUpdate, Candle, MarkPrice
 
 NS_PER_MS = 1_000_000
 BUY, SELL, UNKNOWN = SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN
@@ -45,7 +45,8 @@ class FrameOutput:
         self.side: list[int] = []
         self.trade_id: list[int] = []
         self.books: list[BookUpdate] = []
-        self.candles: list[Candle] = []
+        self.candles: list[Candle] = []  # bars the venue reports closed
+        self.marks: list[MarkPrice] = []
         self.control: list[dict] = []  # venue control messages (subscription acks, heartbeats, errors)
         self.rejects: Counter[str] = Counter()
         self.frames = 0
@@ -65,16 +66,17 @@ class FrameOutput:
     def trade_count(self) -> int:
         return len(self.ts)
 
-    def mark(self) -> tuple[int, int, int, int]:
-        return len(self.ts), len(self.books), len(self.candles), len(self.control)
+    def mark(self) -> tuple[int, int, int, int, int]:
+        return len(self.ts), len(self.books), len(self.candles), len(self.control), len(self.marks)
 
-    def rollback(self, mark: tuple[int, int, int, int]) -> None:
-        n, b, c, k = mark
+    def rollback(self, mark: tuple[int, int, int, int, int]) -> None:
+        n, b, c, k, m = mark
         for col in (self.market, self.ts, self.price, self.size, self.side, self.trade_id):
             del col[n:]
         del self.books[b:]
         del self.candles[c:]
         del self.control[k:]
+        del self.marks[m:]
 
     def reject(self, reason: str, detail: str = "") -> None:
         self.rejects[reason] += 1
@@ -93,9 +95,9 @@ class FrameOutput:
             col.clear()
         return batch
 
-    def drain(self) -> tuple[TradeBatch, list[BookUpdate], list[Candle], list[dict]]:
-        out = self.drain_trades(), self.books, self.candles, self.control
-        self.books, self.candles, self.control = [], [], []
+    def drain(self) -> tuple[TradeBatch, list[BookUpdate], list[Candle], list[MarkPrice], list[dict]]:
+        out = self.drain_trades(), self.books, self.candles, self.marks, self.control
+        self.books, self.candles, self.marks, self.control = [], [], [], []
         return out
 
 
