@@ -1,7 +1,7 @@
 """Run every benchmark and print figures, targets and ratios against references measured in the same run.
 
     python -m benchmarks                 # all sections
-    python -m benchmarks throughput      # one or more of: throughput latency indicators streaming structure storage http feed
+    python -m benchmarks throughput      # one or more of: throughput latency indicators streaming structure storage http feed venues
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ SECTIONS = {
     "storage": "benchmarks.storage_writes",
     "http": "benchmarks.api_http",
     "feed": "benchmarks.feed_fanout",
+    "venues": "benchmarks.venue_parsing",
 }
 
 

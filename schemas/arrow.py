@@ -16,7 +16,7 @@ CANDLE = pa.schema([
     ("market", pa.string()), ("timeframe", pa.string()), ("open_ts", pa.int64()), ("close_ts", pa.int64()),
     ("open", pa.float64()), ("high", pa.float64()), ("low", pa.float64()), ("close", pa.float64()),
     ("volume", pa.float64()), ("buy_volume", pa.float64()), ("sell_volume", pa.float64()),
-    ("vwap", pa.float64()), ("trade_count", pa.int64()), ("gap", pa.bool_()),
+    ("vwap", pa.float64()), ("trade_count", pa.int64()), ("gap", pa.bool_()), ("degraded", pa.bool_()),
 ])
 
 INDICATOR_VALUE = pa.schema([

@@ -106,9 +106,13 @@ class CandleBatch:
     trade_count: np.ndarray  # int64
     gap: np.ndarray  # bool
     ts_init: int = 0
+    degraded: np.ndarray | None = None  # bool per bar, set by the sink from venue data quality; None: all False
 
     def __len__(self) -> int:
         return len(self.open_ts)
+
+    def degraded_or_false(self) -> np.ndarray:
+        return self.degraded if self.degraded is not None else np.zeros(len(self.open_ts), bool)
 
     @property
     def close_ts(self) -> np.ndarray:
@@ -122,7 +126,8 @@ class CandleBatch:
 
     def take(self, idx) -> "CandleBatch":
         return CandleBatch(self.markets, self.market[idx], self.tf[idx],
-                           *(getattr(self, c)[idx] for c in CANDLE_COLUMNS), ts_init=self.ts_init)
+                           *(getattr(self, c)[idx] for c in CANDLE_COLUMNS), ts_init=self.ts_init,
+                           degraded=None if self.degraded is None else self.degraded[idx])
 
     @classmethod
     def concat(cls, batches: list["CandleBatch"]) -> "CandleBatch":
@@ -131,7 +136,9 @@ class CandleBatch:
             return cls.empty()
         markets, idx = _concat_markets(batches)
         cols = [np.concatenate([getattr(b, c) for b in batches]) for c in ("tf",) + CANDLE_COLUMNS]
-        return cls(markets, np.concatenate(idx), *cols, ts_init=max(b.ts_init for b in batches))
+        degraded = (None if all(b.degraded is None for b in batches)
+                    else np.concatenate([b.degraded_or_false() for b in batches]))
+        return cls(markets, np.concatenate(idx), *cols, ts_init=max(b.ts_init for b in batches), degraded=degraded)
 
     def key_strings(self) -> list[str]:
         """``market|timeframe`` per row."""
@@ -143,10 +150,11 @@ class CandleBatch:
         return [Candle(market=self.markets[int(m)], timeframe=labels[int(tf)], open_ts=int(o),
                        close_ts=int(o + tf), open=float(op), high=float(h), low=float(lo), close=float(c),
                        volume=float(v), buy_volume=float(bv), sell_volume=float(sv), vwap=float(vw),
-                       trade_count=int(n), gap=bool(g))
-                for m, tf, o, op, h, lo, c, v, bv, sv, vw, n, g in zip(
+                       trade_count=int(n), gap=bool(g), degraded=bool(d))
+                for m, tf, o, op, h, lo, c, v, bv, sv, vw, n, g, d in zip(
                     self.market, self.tf, self.open_ts, self.open, self.high, self.low, self.close, self.volume,
-                    self.buy_volume, self.sell_volume, self.vwap, self.trade_count, self.gap)]
+                    self.buy_volume, self.sell_volume, self.vwap, self.trade_count, self.gap,
+                    self.degraded_or_false())]
 
     def to_arrow(self) -> pa.Table:
         """Candles as an Arrow table in the ``schemas.arrow.CANDLE`` schema."""
@@ -159,7 +167,7 @@ class CandleBatch:
             "open_ts": self.open_ts, "close_ts": self.close_ts, "open": self.open, "high": self.high,
             "low": self.low, "close": self.close, "volume": self.volume, "buy_volume": self.buy_volume,
             "sell_volume": self.sell_volume, "vwap": self.vwap, "trade_count": self.trade_count,
-            "gap": self.gap,
+            "gap": self.gap, "degraded": self.degraded_or_false(),
         }, schema=CANDLE)
 
 

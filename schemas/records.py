@@ -51,6 +51,7 @@ class Candle(_Record):
     vwap: float
     trade_count: int
     gap: bool = Field(default=False, description="no trades in the bucket; prices are NaN, never invented")
+    degraded: bool = Field(default=False, description="built while venue trades were missing (a gap not yet repaired)")
 
 
 class IndicatorValue(_Record):

@@ -44,7 +44,7 @@ def candles(batch: CandleBatch) -> pa.Table:
         "open_ts": batch.open_ts, "close_ts": batch.open_ts + batch.tf, "open": batch.open, "high": batch.high,
         "low": batch.low, "close": batch.close, "volume": batch.volume, "buy_volume": batch.buy_volume,
         "sell_volume": batch.sell_volume, "vwap": batch.vwap, "trade_count": batch.trade_count,
-        "gap": batch.gap})
+        "gap": batch.gap, "degraded": batch.degraded_or_false()})
 
 
 def trades(batch: TradeBatch) -> pa.Table:

@@ -53,7 +53,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
     _spec("markets", "market:text venue:text", "market"),
     _spec("candles", "market:text timeframe:text open_ts:timestamptz close_ts:timestamptz open:float8 "
                      "high:float8 low:float8 close:float8 volume:float8 buy_volume:float8 sell_volume:float8 "
-                     "vwap:float8 trade_count:bigint gap:boolean", "market timeframe open_ts", "open_ts"),
+                     "vwap:float8 trade_count:bigint gap:boolean degraded:boolean", "market timeframe open_ts",
+          "open_ts"),
     _spec("trades", "market:text ts:timestamptz trade_id:bigint price:float8 size:float8 side:text",
           "market trade_id ts", "ts"),
     _spec("indicator_snapshots", "market:text timeframe:text ts:timestamptz close:float8 values:jsonb",

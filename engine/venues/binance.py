@@ -64,8 +64,12 @@ class BinanceParser:
         handler(data, out)
 
     def _agg_trade(self, d: dict, out: FrameOutput) -> None:
-        out.trade(self._market(d["s"]), integer(d["T"]) * NS_PER_MS, number(d["p"]), number(d["q"]),
-                  SELL if _flag(d["m"]) else BUY, integer(d["a"]))
+        # the hot path: exact type checks instead of the generic helpers (a bool is not a price)
+        p, q, t, a, m = d["p"], d["q"], d["T"], d["a"], d["m"]
+        if type(p) is not str or type(q) is not str or type(t) is not int or type(a) is not int \
+                or type(m) is not bool:
+            raise FrameError("bad_value", f"aggTrade field types p={p!r} q={q!r} T={t!r} a={a!r} m={m!r}")
+        out.trade(self._market(d["s"]), t * NS_PER_MS, float(p), float(q), SELL if m else BUY, a)
 
     def _trade(self, d: dict, out: FrameOutput) -> None:
         out.trade(self._market(d["s"]), integer(d["T"]) * NS_PER_MS, number(d["p"]), number(d["q"]),

@@ -16,6 +16,8 @@ from schemas.batches import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TradeBatch
 from schemas.records import BookUpdate, Candle, MarkPrice
 
 NS_PER_MS = 1_000_000
+INF = float("inf")
+MAX_I64 = (1 << 63) - 1
 BUY, SELL, UNKNOWN = SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN
 
 # Low-cardinality reject reasons (they become metric labels).
@@ -53,8 +55,9 @@ class FrameOutput:
         self.last_error = ""
 
     def trade(self, market: str, ts: int, price: float, size: float, side: int, trade_id: int) -> None:
-        if not (price > 0.0 and size > 0.0 and ts > 0):  # also rejects NaN
-            raise FrameError(BAD_VALUE, f"trade price={price} size={size} ts={ts}")
+        # comparisons also reject NaN; the bounds keep ids and ns timestamps inside int64
+        if not (0.0 < price < INF and 0.0 < size < INF and 0 < ts < MAX_I64 and -MAX_I64 < trade_id < MAX_I64):
+            raise FrameError(BAD_VALUE, f"trade price={price} size={size} ts={ts} id={trade_id}")
         self.market.append(market)
         self.ts.append(ts)
         self.price.append(price)
