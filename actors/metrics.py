@@ -66,3 +66,43 @@ class StoreMetrics:
                 counter.inc(value - self._seen.get(name, 0))
                 self._seen[name] = value
 
+
+
+class VenueMetrics:
+    """Per-venue feed health: messages, trades, reconnects, gaps, repairs, rejects, lag and clock skew."""
+
+    def __init__(self, venue: str) -> None:
+        keys = ("venue",)
+        self.gauges = {
+            "messages_per_s": metrics.Gauge("crypto_intel_venue_messages_per_s", "frames/s over 10 s", keys),
+            "lag_ms": metrics.Gauge("crypto_intel_venue_lag_ms", "local receive time minus venue event time", keys),
+            "clock_skew_ms": metrics.Gauge("crypto_intel_venue_clock_skew_ms",
+                                           "min(receive - event time): skew plus fastest network delay", keys),
+            "open_gaps": metrics.Gauge("crypto_intel_venue_open_gaps", "trade gaps not yet repaired", keys),
+            "live": metrics.Gauge("crypto_intel_venue_live", "1 when every connection of the venue is live", keys),
+        }
+        self.counters = {
+            "messages": metrics.Counter("crypto_intel_venue_messages", "frames received", keys),
+            "trades": metrics.Counter("crypto_intel_venue_trades", "trades parsed", keys),
+            "reconnects": metrics.Counter("crypto_intel_venue_reconnects", "reconnections", keys),
+            "gaps": metrics.Counter("crypto_intel_venue_gaps", "trade id gaps found", keys),
+            "recovered": metrics.Counter("crypto_intel_venue_recovered", "missing trades recovered over REST", keys),
+            "degraded": metrics.Counter("crypto_intel_venue_degraded", "gaps released before repair", keys),
+            "rejected": metrics.Counter("crypto_intel_venue_rejected", "frames refused by the parser", keys),
+        }
+        for m in (*self.gauges.values(), *self.counters.values()):
+            m.set_default_tags({"venue": venue})
+        self._seen: dict[str, int] = {}
+
+    def report(self, m: dict) -> None:
+        for name, gauge in self.gauges.items():
+            value = (1.0 if m.get("state") == "live" else 0.0) if name == "live" else m.get(name)
+            if value is not None and value == value:
+                gauge.set(float(value))
+        totals = {**m, "rejected": sum(m.get("rejects", {}).values())}
+        for name, counter in self.counters.items():
+            now = int(totals.get(name, 0))
+            delta = now - self._seen.get(name, 0)
+            if delta > 0:
+                counter.inc(delta)
+            self._seen[name] = now

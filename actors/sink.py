@@ -10,6 +10,7 @@ import ray
 
 from engine.sinks.jsonl import JsonlSink
 from engine.sinks.latest import LatestStateStore
+from engine.venues.quality import DataQuality
 from schemas.batches import FeatureBatch
 from schemas.records import Signal
 
@@ -39,8 +40,24 @@ class Sink:
         self.store = store  # a Store actor (Postgres + Redis) or None
         self.store_in_flight = store_in_flight
         self._store_refs: list = []
+        self.quality = DataQuality([])  # degraded windows of live venue data, set by the driver
+
+    def set_degraded_windows(self, windows: dict) -> int:
+        """Replace the open degraded windows ``{(market, from_id, to_id): (start_ts, end_ts)}``."""
+        self.quality.windows = dict(windows)
+        return len(windows)
+
+    def publish_repaired(self, candles: list) -> int:
+        """Bars rebuilt after a late repair: to the store (upserted, degraded cleared) and the latest state."""
+        if self.store is not None and candles:
+            self._store_refs.append(self.store.repair_candles.remote(candles))
+        return len(candles)
 
     def push(self, signals: list[Signal], features: FeatureBatch | None, ts_init: int, sent_ns: int) -> None:
+        if self.quality.windows:  # bars built while venue trades were missing, and signals fired on them
+            signals = self.quality.flag_signals(signals)
+            if features is not None and len(features):
+                features.candles.degraded = self.quality.degraded_mask(features.candles)
         # tick → signal: from the source handing the batch to Ray until the signal stage decided on it
         if ts_init:
             self.latency_ms.append((sent_ns - ts_init) / 1e6)

@@ -16,7 +16,8 @@ from actors.metrics import StoreMetrics
 from engine.sinks.jsonl import record_dict
 from engine.storage import rows
 from schemas.batches import FeatureBatch
-from schemas.records import Signal
+from schemas.arrow import to_table
+from schemas.records import Candle, Signal, VenueEvent
 
 
 def latest_indicators(features: FeatureBatch) -> dict[str, dict]:
@@ -95,6 +96,30 @@ class Store:
                 await self.feed.publish("signals", recs)
                 await self.cache.put_many("signal", {r["market"]: r for r in recs})
         self._report()
+
+    async def venue_events(self, events: list[VenueEvent]) -> None:
+        """Gaps, repairs, resyncs and state changes of venues: kept in ``venue_events``; data-quality
+        events also go out on the ``alerts`` channel for operators."""
+        await self._start()
+        if self.writer is not None and events:
+            self.writer.write("venue_events", to_table(events, VenueEvent))
+        alerts = [{"id": f"{e.venue}:{e.market}:{e.kind}:{e.from_id}:{e.ts}", "ts": e.ts, "kind": f"data_{e.kind}",
+                   "severity": "high" if e.kind in ("unrepaired", "degraded") else "info", "venue": e.venue,
+                   "market": e.market, "message": f"{e.venue} {e.market} {e.kind}: {e.detail}".strip()}
+                  for e in events if e.kind in ("gap", "repair", "degraded", "unrepaired", "resync")]
+        if self.feed is not None and alerts:
+            await self.feed.publish("alerts", alerts)
+
+    async def repair_candles(self, candles: list[Candle]) -> int:
+        """Bars rebuilt after a late gap repair replace their degraded versions, in Postgres and live."""
+        await self._start()
+        if self.database_url and candles:
+            from engine.storage.repairs import upsert_candles
+            await upsert_candles(self.database_url, candles)
+        if self.feed is not None and candles:
+            recs = [record_dict(c) for c in candles]
+            await self.feed.publish("candles", recs)
+        return len(candles)
 
     def _report(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -13,8 +13,6 @@ import json
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from engine.venues.capture import RECEIVED, read_capture
 from engine.venues.frames import FrameOutput, parse_frame
 
@@ -26,17 +24,12 @@ VENUES = [("binance", "BinanceSpot", "BINANCE.ws.1.0"), ("binance", "BinanceFutu
           ("bybit", "Bybit", "BYBIT.ws.26.0"), ("okx", "Okx", "OKX.ws.1.0")]
 
 
-def binance_trade_frames() -> list[bytes]:
+def binance_trade_frames() -> list[str]:
     """Real BTCUSDT trades (Binance, 2021-01-08) written as Binance combined-stream aggTrade frames."""
-    frames = []
-    for row in pq.read_table(DATA / "trades" / "btcusdt-trades.parquet").to_pylist():
-        ts_ms = int(row["timestamp"].timestamp() * 1000)
-        tid = int(row["trade_id"])
-        d = {"e": "aggTrade", "E": ts_ms + 3, "s": "BTCUSDT", "a": tid, "p": f"{row['price']:.2f}",
-             "q": f"{row['quantity']:.6f}", "f": tid, "l": tid, "T": ts_ms, "m": row["buyer_maker"] == "True",
-             "M": True}
-        frames.append(json.dumps({"stream": "btcusdt@aggTrade", "data": d}, separators=(",", ":")).encode())
-    return frames
+    from engine.sources.files import load_any
+    from engine.venues.wire import binance_agg_trade_frames
+    batch, _ = load_any(str(DATA / "trades" / "btcusdt-trades.parquet"), market="BINANCE:BTCUSDT")
+    return binance_agg_trade_frames(batch, "BTCUSDT")
 
 
 def naive(frames: list) -> int:

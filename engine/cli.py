@@ -226,6 +226,16 @@ def cmd_signals(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from engine.venues.sources import build_sources, load_config
+    sources, urls = list(args.source or []), list(args.venue_url or [])
+    if args.config:
+        file_sources, file_urls = load_config(args.config)
+        sources, urls = file_sources + sources, file_urls + urls  # the command line wins
+    if sources:
+        from actors.live_venues import run_venues
+        return run_venues(args, _config(args), build_sources(sources, urls))
+    if urls:
+        raise CommandLineError("--venue-url needs a --source (or sources in --config)")
     from actors.live import run_live
     return run_live(args, _config(args))
 
@@ -253,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ws-port", type=int, default=8001, help="WebSocket live feed port, beside Serve (default 8001)")
     run.add_argument("--checkpoint-s", type=float, default=30.0,
                      help="seconds between shard checkpoints to Redis when REDIS_URL is set (default 30)")
+    run.add_argument("--source", action="append", metavar="VENUE:SYMBOLS",
+                     help="follow a venue live instead of the sample, e.g. binance:BTCUSDT,ETHUSDT (repeatable; "
+                          "venues: binance, binance_futures, coinbase, kraken, bybit, okx)")
+    run.add_argument("--venue-url", action="append", metavar="VENUE.ws|rest=URL",
+                     help="base URL of a venue's WebSocket or REST API, e.g. binance.ws=ws://127.0.0.1:9001")
+    run.add_argument("--config", default=None, help="TOML file with sources = [...] and [venue_urls]")
+    run.add_argument("--repair-hold-s", type=float, default=2.0,
+                     help="how long a market's trades wait for a gap repair before going on degraded (default 2)")
     _add_pipeline_args(run)
     run.set_defaults(func=cmd_run, batch_size=512, default_linger_ms=0.0)
 
@@ -300,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     ind.set_defaults(func=cmd_indicators)
 
     from engine.db_cli import add_db_parser
+    from engine.venues.cli import add_venues_parser
     add_db_parser(sub)
+    add_venues_parser(sub)
     return parser
 
 

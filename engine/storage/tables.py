@@ -55,6 +55,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
                      "high:float8 low:float8 close:float8 volume:float8 buy_volume:float8 sell_volume:float8 "
                      "vwap:float8 trade_count:bigint gap:boolean degraded:boolean", "market timeframe open_ts",
           "open_ts"),
+    _spec("venue_events", "venue:text market:text kind:text ts:timestamptz detail:text from_id:bigint to_id:bigint "
+                          "start_ts:bigint end_ts:bigint count:bigint", "venue market kind ts from_id"),
     _spec("trades", "market:text ts:timestamptz trade_id:bigint price:float8 size:float8 side:text",
           "market trade_id ts", "ts"),
     _spec("indicator_snapshots", "market:text timeframe:text ts:timestamptz close:float8 values:jsonb",
