@@ -109,7 +109,7 @@ class BookSync:
 
     def _check(self, u: BookUpdate) -> str:
         last = self.book.last_seq
-        if self.rule == "none":
+        if self.rule == "none" or u.last_seq < 0:  # no sequence numbers on this message: nothing to check
             return APPLIED
         if self.rule == "binance_futures" and self.first_after_snapshot:
             # futures docs: drop u < lastUpdateId; the first applied event has U <= lastUpdateId <= u

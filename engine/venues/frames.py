@@ -119,6 +119,9 @@ _EXPECTED = (KeyError, IndexError, TypeError, ValueError, AttributeError, Overfl
 def parse_frame(parser: VenueParser, frame: str | bytes, out: FrameOutput) -> bool:
     """Decode and parse one frame; never raises. A refused frame is counted in ``out.rejects``."""
     out.frames += 1
+    if frame in getattr(parser, "text_control", ()):  # plain-text replies such as OKX's "pong"
+        out.control.append({"text": frame})
+        return True
     mark = out.mark()
     try:
         msg = orjson.loads(frame)
