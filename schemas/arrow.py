@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.records import (BookUpdate, Candle, DexPair, IndicatorSnapshot, IndicatorValue, MarkPrice, ReferencePrice,
+from schemas.records import (BookUpdate, Candle, ChainAlert, DexPair, IndicatorSnapshot, IndicatorValue, MarkPrice, ReferencePrice,
                              Signal, StructureEvent, TradeTick, VenueEvent)
 
 TRADE_TICK = pa.schema([
@@ -73,11 +73,18 @@ MARK_PRICE = pa.schema([
     ("funding_rate", pa.float64()), ("next_funding_ts", pa.int64()),
 ])
 
+CHAIN_ALERT = pa.schema([
+    ("id", pa.string()), ("chain", pa.string()), ("kind", pa.string()), ("ts", pa.int64()),
+    ("block_number", pa.int64()), ("block_hash", pa.string()), ("tx_hash", pa.string()), ("address", pa.string()),
+    ("counterparty", pa.string()), ("token_address", pa.string()), ("amount", pa.string()), ("usd", pa.float64()),
+    ("severity", pa.string()), ("message", pa.string()), ("retracted", pa.bool_()),
+])
+
 SCHEMAS: dict[type, pa.Schema] = {
     TradeTick: TRADE_TICK, Candle: CANDLE, IndicatorValue: INDICATOR_VALUE,
     IndicatorSnapshot: INDICATOR_SNAPSHOT, StructureEvent: STRUCTURE_EVENT, Signal: SIGNAL,
     BookUpdate: BOOK_UPDATE, VenueEvent: VENUE_EVENT, ReferencePrice: REFERENCE_PRICE, DexPair: DEX_PAIR,
-    MarkPrice: MARK_PRICE,
+    MarkPrice: MARK_PRICE, ChainAlert: CHAIN_ALERT,
 }
 
 

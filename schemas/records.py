@@ -181,3 +181,24 @@ class MarkPrice(_Record):
     index_price: float | None = None
     funding_rate: float | None = Field(default=None, description="per funding interval, e.g. 0.0001 = 0.01%")
     next_funding_ts: int | None = Field(default=None, description="ns UTC")
+
+
+class ChainAlert(_Record):
+    """An on-chain event worth attention (whale transfer, exchange flow, flagged counterparty, dormant
+    wallet waking, unusual activity, new cluster link), or the retraction of one whose block was orphaned."""
+
+    id: str = Field(description="stable: the same event on the same block always has the same id")
+    chain: str
+    kind: str
+    ts: int = Field(description="block timestamp, ns UTC")
+    block_number: int
+    block_hash: str
+    tx_hash: str = ""
+    address: str = Field(description="the wallet the event is about")
+    counterparty: str = ""
+    token_address: str = Field(default="", description="empty for the chain's native coin")
+    amount: str = Field(default="", description="exact integer amount in the token's base units")
+    usd: float | None = None
+    severity: str = "info"
+    message: str = ""
+    retracted: bool = Field(default=False, description="true: the event's block left the canonical chain")

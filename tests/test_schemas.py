@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from schemas.arrow import SCHEMAS, to_table
-from schemas.records import (BookUpdate, Candle, DexPair, IndicatorSnapshot, IndicatorValue, MarkPrice, ReferencePrice,
+from schemas.records import (BookUpdate, Candle, ChainAlert, DexPair, IndicatorSnapshot, IndicatorValue, MarkPrice, ReferencePrice,
                              Signal, StructureEvent, TradeTick, VenueEvent)
 
 _SCALARS = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
@@ -58,6 +58,8 @@ SAMPLES = {
     DexPair: DexPair(source="dexscreener", chain="ethereum", pair_address="0xab", dex="uniswap", base_symbol="WETH",
                      base_address="0x1", quote_symbol="USDC", quote_address="0x2", ts=1, liquidity_usd=1e6),
     MarkPrice: MarkPrice(market="BINANCE_FUTURES:BTCUSDT", ts=1, mark_price=60000.5, funding_rate=0.0001),
+    ChainAlert: ChainAlert(id="a", chain="ethereum", kind="whale_transfer", ts=1, block_number=5, block_hash="0x1",
+                           address="0xab", amount=str(2**200), usd=1.5e6),
 }
 
 
