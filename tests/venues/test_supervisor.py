@@ -80,7 +80,7 @@ async def test_drop_gap_duplicates_and_bad_frames_lose_nothing_and_repeat_nothin
     venue.drop_at(400, lost=60)  # connection dropped twice; frames sent meanwhile are lost
     venue.drop_at(1500, lost=5)
     venue.skip(900, count=12)  # a hole in the ids on a live connection
-    for i in (100, 101, 1700):
+    for i in (100, 101, 102):  # before the first drop: none of them can be lost while reconnecting
         venue.duplicate(i)
     venue.malform(1000, "truncate")  # rejected and counted, the trade comes back by REST
     venue.rate_limit(1, retry_after=1)  # the first repair is rate-limited: Retry-After is honoured
