@@ -3,6 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := tests/chain/node/node_modules/.installed
 
 .PHONY: setup run test test-all bench clean
 
@@ -20,7 +21,12 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/crypto-intel run $(ARGS)
 
-test: $(STAMP)
+# a local Hardhat node and solc from npm for the on-chain tests (offline once installed)
+$(NODE_STAMP): tests/chain/node/package-lock.json
+	npm ci --prefix tests/chain/node --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

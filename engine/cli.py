@@ -240,6 +240,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_live(args, _config(args))
 
 
+def cmd_chain_follow(args: argparse.Namespace) -> int:
+    from actors.chain_follow import cmd_follow
+    return cmd_follow(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crypto-intel", description="Real-time crypto market intelligence on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -317,10 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(ind)
     ind.set_defaults(func=cmd_indicators)
 
+    from engine.chain.cli import add_chain_parser
+    from engine.chain.follow_args import add_follow_parser
     from engine.db_cli import add_db_parser
     from engine.venues.cli import add_venues_parser
     add_db_parser(sub)
     add_venues_parser(sub)
+    add_follow_parser(add_chain_parser(sub), cmd_chain_follow)
     return parser
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.records import (BookUpdate, Candle, ChainAlert, DexPair, IndicatorSnapshot, IndicatorValue, MarkPrice, ReferencePrice,
-                             Signal, StructureEvent, TradeTick, VenueEvent)
+from schemas.records import (BookUpdate, Candle, ChainAlert, ChainBlock, DexPair, IndicatorSnapshot, IndicatorValue,
+                             MarkPrice, ReferencePrice, Signal, StructureEvent, TokenTransfer, TradeTick, VenueEvent)
 
 TRADE_TICK = pa.schema([
     ("market", pa.string()), ("ts", pa.int64()), ("price", pa.float64()), ("size", pa.float64()),
@@ -80,11 +80,24 @@ CHAIN_ALERT = pa.schema([
     ("severity", pa.string()), ("message", pa.string()), ("retracted", pa.bool_()),
 ])
 
+# value is the exact uint256 as a decimal string: no Arrow integer type holds 256 bits
+TOKEN_TRANSFER = pa.schema([
+    ("chain_id", pa.int64()), ("token_address", pa.string()), ("from_address", pa.string()),
+    ("to_address", pa.string()), ("value", pa.string()), ("transaction_hash", pa.string()),
+    ("log_index", pa.int64()), ("block_number", pa.int64()), ("block_hash", pa.string()),
+    ("block_timestamp", pa.int64()),
+])
+
+CHAIN_BLOCK = pa.schema([
+    ("chain_id", pa.int64()), ("number", pa.int64()), ("hash", pa.string()), ("parent_hash", pa.string()),
+    ("timestamp", pa.int64()), ("transaction_count", pa.int64()),
+])
+
 SCHEMAS: dict[type, pa.Schema] = {
     TradeTick: TRADE_TICK, Candle: CANDLE, IndicatorValue: INDICATOR_VALUE,
     IndicatorSnapshot: INDICATOR_SNAPSHOT, StructureEvent: STRUCTURE_EVENT, Signal: SIGNAL,
     BookUpdate: BOOK_UPDATE, VenueEvent: VENUE_EVENT, ReferencePrice: REFERENCE_PRICE, DexPair: DEX_PAIR,
-    MarkPrice: MARK_PRICE, ChainAlert: CHAIN_ALERT,
+    MarkPrice: MARK_PRICE, ChainAlert: CHAIN_ALERT, TokenTransfer: TOKEN_TRANSFER, ChainBlock: CHAIN_BLOCK,
 }
 
 

@@ -202,3 +202,31 @@ class ChainAlert(_Record):
     severity: str = "info"
     message: str = ""
     retracted: bool = Field(default=False, description="true: the event's block left the canonical chain")
+
+
+class TokenTransfer(_Record):
+    """One ERC-20/ERC-721 ``Transfer`` event decoded from a log, as ethereum-etl decodes it."""
+
+    chain_id: int = Field(description="EIP-155 chain id, 1 for Ethereum mainnet")
+    token_address: str = Field(description="the emitting contract, lower-case hex")
+    from_address: str
+    to_address: str
+    value: str = Field(pattern=r"^[0-9]+$",
+                       description="the exact uint256 amount (or ERC-721 token id) as a decimal string: "
+                                   "int64 and float64 cannot hold it")
+    transaction_hash: str
+    log_index: int
+    block_number: int
+    block_hash: str
+    block_timestamp: int = Field(description="block time, seconds since the Unix epoch (the chain's unit, not ns)")
+
+
+class ChainBlock(_Record):
+    """The header facts of one block that other chain records refer to."""
+
+    chain_id: int
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int = Field(description="block time, seconds since the Unix epoch (the chain's unit, not ns)")
+    transaction_count: int

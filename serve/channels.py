@@ -19,6 +19,7 @@ from engine.errors import InputError
 STREAMS: dict[str, str] = {"candles": "candles", "signals": "signals", "structure": "structure",
                            "alerts": "alerts", "whales": "alerts"}
 WHALE_KIND = "whale"
+WHALE_KINDS = {WHALE_KIND, "whale_transfer"}  # the on-chain follower's whale alerts are whale_transfer
 MAX_CHANNEL_CHARS = 200
 
 _PART = re.compile(r"^[A-Za-z0-9_.\-/]+$|^\*$")
@@ -70,7 +71,7 @@ class Channel:
 
     def matches(self, s: Subject) -> bool:
         """Whether a record with subject ``s`` (from the same stream) belongs to this channel."""
-        if self.kind == "whales" and s.kind != WHALE_KIND:
+        if self.kind == "whales" and s.kind not in WHALE_KINDS:
             return False
         if self.timeframe is not None and s.timeframe != self.timeframe:
             return False

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from schemas.arrow import SCHEMAS, to_table
-from schemas.records import (BookUpdate, Candle, ChainAlert, DexPair, IndicatorSnapshot, IndicatorValue, MarkPrice, ReferencePrice,
+from schemas.records import (BookUpdate, Candle, ChainAlert, ChainBlock, TokenTransfer, DexPair, IndicatorSnapshot, IndicatorValue, MarkPrice, ReferencePrice,
                              Signal, StructureEvent, TradeTick, VenueEvent)
 
 _SCALARS = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
@@ -60,6 +60,13 @@ SAMPLES = {
     MarkPrice: MarkPrice(market="BINANCE_FUTURES:BTCUSDT", ts=1, mark_price=60000.5, funding_rate=0.0001),
     ChainAlert: ChainAlert(id="a", chain="ethereum", kind="whale_transfer", ts=1, block_number=5, block_hash="0x1",
                            address="0xab", amount=str(2**200), usd=1.5e6),
+    TokenTransfer: TokenTransfer(chain_id=1, token_address="0xbb9bc244d798123fde783fcc1c72d3bb8c189413",
+                                 from_address="0x6498077292a0921c8804924fdf47b5e91e2a215f",
+                                 to_address="0x8b3b3b624c3c0397d3da8fd861512393d51dcbac", value=str(2**256 - 1),
+                                 transaction_hash="0x2e3d", log_index=0, block_number=1755635, block_hash="0x1dec",
+                                 block_timestamp=1466669562),
+    ChainBlock: ChainBlock(chain_id=1, number=1755635, hash="0x1dec", parent_hash="0xa06f", timestamp=1466669562,
+                           transaction_count=2),
 }
 
 

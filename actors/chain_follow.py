@@ -1,0 +1,137 @@
+"""``crypto-intel chain follow``: follow a chain live, keep per-wallet state, write alerts as they come.
+
+With Ray (default), wallet state lives in ``--shards`` wallet shard actors; ``--in-process`` keeps
+it in this process. Alerts (and retractions of alerts whose block was orphaned) are appended to
+``<out-dir>/chain-alerts.jsonl``; ``chain-status.json`` holds the follower's counters at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from engine.chain.follower import ChainFollower, FollowerConfig
+from engine.chain.rpc import RpcClient
+from engine.wallets.book import Thresholds
+
+
+async def follow(args: argparse.Namespace) -> dict:
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prices = {"": (args.native_usd, 18)} if args.native_usd else {}
+    thresholds = Thresholds(whale_usd=args.whale_usd)
+    if args.in_process:
+        from engine.chain.state import ChainState
+        from engine.wallets.labels import LabelSet
+        inner = ChainState(args.chain_name, args.shards, labels=LabelSet.load(), prices=prices, window=args.window,
+                           thresholds=thresholds)
+    else:
+        from actors.runtime import start_ray
+        from actors.wallet_shard import RayChainSink, WalletShardActor
+        start_ray(dashboard=False)
+        inner = RayChainSink([WalletShardActor.remote(args.chain_name, i, args.shards, prices, thresholds, args.window)
+                              for i in range(args.shards)])
+    store = await _store(args.chain_name)
+    sink = RecordingSink(inner, store, args.chain_name, out_dir / "chain-alerts.jsonl")
+    config = FollowerConfig(window=args.window, confirmations=args.confirmations, poll_s=args.poll_s)
+    try:
+        async with RpcClient(args.rpc) as rpc:
+            follower = ChainFollower(rpc, sink, from_block=args.from_block, ws_url=args.ws, config=config,
+                                     chain=args.chain_name)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, follower.stop)
+            t0 = time.monotonic()
+            runner = asyncio.ensure_future(follower.run(until_block=args.to_block))
+            while not runner.done():
+                await asyncio.wait([runner], timeout=args.status_s)
+                s = follower.stats
+                print(f"{time.monotonic() - t0:6.1f}s  block {follower.next - 1}  head {follower.target}  "
+                      f"{s['blocks']} blocks  {s['reorgs']} reorgs ({s['orphaned']} orphaned)  "
+                      f"{s['reconnects']} reconnects  {s['rejected']} rejected", file=sys.stderr)
+                if args.max_seconds and time.monotonic() - t0 >= args.max_seconds:
+                    follower.stop()
+            await runner
+    finally:
+        sink.close()
+        if store is not None:
+            await store.close()
+    status = {**follower.stats, "next_block": follower.next, "last_error": follower.last_error,
+              "processed": len(follower.processed), "alerts": sink.counts}
+    (out_dir / "chain-status.json").write_text(json.dumps(status, indent=1))
+    return status
+
+
+async def _store(chain: str):
+    """Postgres (migrated) and the Redis live feed when DATABASE_URL / REDIS_URL are set."""
+    db, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    if not db and not redis_url:
+        return None
+    from engine.storage.chain_store import ChainStore
+    feed = None
+    if db:
+        from engine.storage.migrate import migrate
+        await migrate(db)
+    if redis_url:
+        from engine.storage.redis_feed import RedisFeed
+        from engine.storage.redis_keys import RedisKeys
+        feed = RedisFeed.from_url(redis_url, keys=RedisKeys(namespace=os.environ.get("CRYPTO_INTEL_REDIS_NAMESPACE",
+                                                                                        "ci")))
+    return await ChainStore(db, feed).start()
+
+
+class RecordingSink:
+    """Wraps the wallet state (in-process or Ray shards): writes each block's alerts to a JSON Lines
+    file and, when configured, its transfers and alerts to Postgres and the live feed."""
+
+    def __init__(self, inner, store, chain: str, alerts_path: Path) -> None:
+        self.inner, self.store, self.chain = inner, store, chain
+        self.file = open(alerts_path, "a", encoding="utf-8")
+        self.counts = {"alerts": 0, "retracted": 0}
+
+    def _write(self, alerts) -> None:
+        for a in alerts:
+            self.file.write(a.model_dump_json() + "\n")
+            self.counts["retracted" if a.retracted else "alerts"] += 1
+            if a.severity == "high" or a.retracted:
+                print(f"{'RETRACTED ' if a.retracted else ''}{a.kind} block {a.block_number} {a.address}: "
+                      f"{a.message}", file=sys.stderr)
+        self.file.flush()
+
+    async def apply(self, block) -> None:
+        n = len(self.inner.alerts)
+        await self.inner.apply(block)
+        new = self.inner.alerts[n:]
+        self._write(new)
+        if self.store is not None:
+            await self.store.block(self.chain, block.header, block.transfers, new)
+
+    async def retract(self, orphaned, deep) -> None:
+        if deep:
+            print(f"DEEP REORG: no common ancestor within the window; retracting {len(orphaned)} blocks and "
+                  "rebuilding from the new chain", file=sys.stderr)
+        n = len(self.inner.alerts)
+        await self.inner.retract(orphaned, deep)
+        new = self.inner.alerts[n:]
+        self._write(new)
+        if self.store is not None:
+            await self.store.retract(self.chain, orphaned, new)
+
+    async def confirmed(self, numbers) -> None:
+        await self.inner.confirmed(numbers)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def cmd_follow(args: argparse.Namespace) -> int:
+    status = asyncio.run(follow(args))
+    print(f"followed {status['blocks']} blocks ({status['reorgs']} reorgs, {status['orphaned']} orphaned, "
+          f"{status['deep_reorgs']} deeper than the window), {status['rejected']} rejected responses", file=sys.stderr)
+    return 0

@@ -1,0 +1,1 @@
+"""Tests against a real local Ethereum node (Hardhat) and contracts compiled offline with solc."""
