@@ -7,6 +7,7 @@ import ray
 from engine.chain.blocks import BlockData
 from engine.chain.tracker import Header
 from engine.wallets.book import Thresholds, WalletBook
+from engine.wallets.cluster_book import ClusterBook
 from schemas.records import ChainAlert
 
 
@@ -41,18 +42,19 @@ WalletShardActor = ray.remote(num_cpus=0)(WalletShardHost)
 class RayChainSink:
     """A follower's sink that fans each block out to the wallet shard actors and gathers their alerts."""
 
-    def __init__(self, shards: list, on_alerts=None) -> None:
+    def __init__(self, shards: list, on_alerts=None, chain: str = "ethereum", labels=None, window: int = 64) -> None:
         self.shards = shards
+        self.clusters = ClusterBook(chain, labels, window)  # needs every address: runs here, not in a shard
         self.on_alerts = on_alerts
         self.alerts: list[ChainAlert] = []
 
     async def apply(self, block: BlockData) -> None:
         results = await _gather([s.apply.remote(block) for s in self.shards])
-        self._emit([a for r in results for a in r])
+        self._emit([a for r in results for a in r] + self.clusters.apply_block(block.header, block.transfers))
 
     async def retract(self, orphaned: list[Header], deep: bool) -> None:
         results = await _gather([s.rollback.remote(orphaned) for s in self.shards])
-        self._emit([a for r in results for a in r])
+        self._emit([a for r in results for a in r] + [a for h in orphaned for a in self.clusters.rollback(h)])
 
     async def confirmed(self, numbers: list[int]) -> None:
         pass

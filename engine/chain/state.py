@@ -10,6 +10,7 @@ from __future__ import annotations
 from engine.chain.blocks import BlockData
 from engine.chain.tracker import Header
 from engine.wallets.book import Thresholds, WalletBook
+from engine.wallets.cluster_book import ClusterBook
 from schemas.records import ChainAlert
 
 
@@ -20,6 +21,7 @@ class ChainState:
                  thresholds: Thresholds | None = None, window: int = 64) -> None:
         self.books = [WalletBook(chain, i, shards, labels=labels, prices=prices, thresholds=thresholds,
                                  window=window) for i in range(shards)]
+        self.clusters = ClusterBook(chain, labels, window)
         self.transfers: dict[str, list] = {}  # block hash -> transfers stored for it
         self.blocks: dict[int, str] = {}  # number -> hash of the applied canonical block
         self.alerts: list[ChainAlert] = []  # everything emitted, retractions included, in order
@@ -30,6 +32,7 @@ class ChainState:
         h = block.header
         for book in self.books:
             self.alerts += book.apply_block(h, block.transfers)
+        self.alerts += self.clusters.apply_block(h, block.transfers)
         self.transfers[h.hash] = list(block.transfers)
         self.blocks[h.number] = h.hash
         if block.trades:
@@ -39,6 +42,7 @@ class ChainState:
         for h in orphaned:  # newest first: each book undoes exactly what that block did
             for book in self.books:
                 self.alerts += book.rollback(h)
+            self.alerts += self.clusters.rollback(h)
             self.transfers.pop(h.hash, None)
             if self.blocks.get(h.number) == h.hash:
                 del self.blocks[h.number]
@@ -52,7 +56,8 @@ class ChainState:
         out: dict = {}
         for book in self.books:
             out.update(book.state())
-        return dict(sorted(out.items()))
+        clusters = self.clusters.clusters
+        return {a: (*v, clusters.cluster_of(a)) for a, v in sorted(out.items())}
 
     def live_alerts(self) -> list[ChainAlert]:
         """Alerts still standing: emitted and not retracted (ids are stable per block)."""

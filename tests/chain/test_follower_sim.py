@@ -93,3 +93,46 @@ async def test_reorg_deeper_than_the_window_is_reported_and_handled() -> None:
     assert follower.processed[-1] == await chain.block_number()
     assert sorted(state.blocks)[-1] == await chain.block_number()
     assert all(state.blocks[n] == chain.blocks[n]["hash"] for n in state.blocks if n > 40 - 8)
+
+
+class FlakyChain(SimChain):
+    """Answers some calls with malformed data: missing fields, wrong types, truncated objects, huge numbers."""
+
+    def __init__(self, *a, bad_every: int = 3, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.calls = 0
+        self.bad_every = bad_every
+        self.served_bad = 0
+
+    async def get_block(self, number: int, full_tx: bool = True) -> dict:
+        block = await super().get_block(number, full_tx)
+        self.calls += 1
+        if self.calls % self.bad_every:
+            return block
+        self.served_bad += 1
+        kind = self.served_bad % 5
+        if kind == 0:
+            return {k: v for k, v in block.items() if k != "hash"}  # missing field
+        if kind == 1:
+            return {**block, "number": int(block["number"], 16)}  # a JSON number where hex is expected
+        if kind == 2:
+            return {**block, "timestamp": "0x" + "f" * 80}  # a number far beyond 256 bits
+        if kind == 3:
+            return {**block, "transactions": [{"hash": "0x12"}]}  # truncated transaction object
+        return {**block, "parentHash": None}
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_malformed_responses_are_rejected_counted_and_the_follower_keeps_going() -> None:
+    chain = FlakyChain(WALLETS, seed=11, bad_every=3)
+    chain.mine(25)
+    state = fresh_state()
+    follower = ChainFollower(chain, state, from_block=1, config=FollowerConfig(poll_s=0.01))
+    await asyncio.wait_for(follow_to_head(chain, follower), 30)
+    assert chain.served_bad >= 5 and follower.stats["rejected"] == chain.served_bad
+    assert "ChainDataError" in follower.last_error
+    assert follower.processed == list(range(1, 26))  # every block once, despite the bad answers
+    good = SimChain(WALLETS, seed=11)
+    good.blocks = chain.blocks
+    fresh = await fresh_run(good)
+    assert state.wallets() == fresh.wallets()
