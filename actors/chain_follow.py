@@ -35,8 +35,10 @@ async def follow(args: argparse.Namespace) -> dict:
         from actors.runtime import start_ray
         from actors.wallet_shard import RayChainSink, WalletShardActor
         start_ray(dashboard=False)
+        from engine.wallets.labels import LabelSet
         inner = RayChainSink([WalletShardActor.remote(args.chain_name, i, args.shards, prices, thresholds, args.window)
-                              for i in range(args.shards)])
+                              for i in range(args.shards)], chain=args.chain_name, labels=LabelSet.load(),
+                             window=args.window)
     store = await _store(args.chain_name)
     sink = RecordingSink(inner, store, args.chain_name, out_dir / "chain-alerts.jsonl")
     config = FollowerConfig(window=args.window, confirmations=args.confirmations, poll_s=args.poll_s)

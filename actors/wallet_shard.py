@@ -42,7 +42,7 @@ WalletShardActor = ray.remote(num_cpus=0)(WalletShardHost)
 class RayChainSink:
     """A follower's sink that fans each block out to the wallet shard actors and gathers their alerts."""
 
-    def __init__(self, shards: list, on_alerts=None, chain: str = "ethereum", labels=None, window: int = 64) -> None:
+    def __init__(self, shards: list, on_alerts=None, *, chain: str, labels=None, window: int = 64) -> None:
         self.shards = shards
         self.clusters = ClusterBook(chain, labels, window)  # needs every address: runs here, not in a shard
         self.on_alerts = on_alerts

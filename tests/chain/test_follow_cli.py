@@ -61,7 +61,7 @@ def test_follow_cli_on_ray_stores_and_retracts(chain_node: LocalNode, pg_db: str
     rows = asyncio.run(_rows(pg_db, "SELECT count(*) AS n FROM token_transfers WHERE chain = 'hardhat'"))
     assert rows[0]["n"] == 4
     stored = asyncio.run(_rows(pg_db, "SELECT kind FROM alerts WHERE chain = 'hardhat'"))
-    assert sorted(r["kind"] for r in stored) == sorted(a["kind"] for a in alerts)
+    assert sorted(r["kind"] for r in stored) == sorted(a["kind"] for a in alerts), (stored, alerts)
     client = redis.Redis.from_url(redis_url)
     try:
         assert client.xlen(f"{namespace}:v1:feed:alerts") == len(alerts)
