@@ -85,7 +85,13 @@ async def _store(chain: str):
         from engine.storage.redis_keys import RedisKeys
         feed = RedisFeed.from_url(redis_url, keys=RedisKeys(namespace=os.environ.get("CRYPTO_INTEL_REDIS_NAMESPACE",
                                                                                         "ci")))
-    return await ChainStore(db, feed).start()
+    store = await ChainStore(db, feed).start()
+    if chain == "ethereum":  # the bundled labels are Ethereum mainnet addresses
+        from engine.wallets.labels import LabelSet
+        added = await store.load_labels(chain, LabelSet.load())
+        if added:
+            print(f"loaded {added:,} wallet labels into wallet_labels", file=sys.stderr)
+    return store
 
 
 class RecordingSink:

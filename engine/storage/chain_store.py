@@ -14,6 +14,10 @@ from schemas.records import ChainAlert
 _TRANSFER = """INSERT INTO token_transfers (chain, block_hash, log_index, block_number, block_ts, tx_hash,
     token_address, from_address, to_address, value) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric)
     ON CONFLICT DO NOTHING"""
+_WALLET = """INSERT INTO wallets (chain, address, first_seen, last_seen) VALUES ($1, $2, $3, $3)
+    ON CONFLICT (chain, address) DO UPDATE SET first_seen = LEAST(wallets.first_seen, EXCLUDED.first_seen),
+    last_seen = GREATEST(wallets.last_seen, EXCLUDED.last_seen)"""
+_LABEL = """INSERT INTO wallet_labels (chain, address, label, source) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"""
 _ALERT = """INSERT INTO alerts (id, ts, kind, severity, chain, market, address, message, payload)
     VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8::jsonb) ON CONFLICT DO NOTHING"""
 
@@ -36,6 +40,17 @@ class ChainStore:
             self.pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=2)
         return self
 
+    async def load_labels(self, chain: str, labels) -> int:
+        """Copy a label set into ``wallet_labels`` (``category:name``), once; returns rows added."""
+        if self.pool is None:
+            return 0
+        rows = [(chain, lab.address, f"{lab.category}:{lab.name}"[:200], lab.source)
+                for lab in labels]
+        async with self.pool.acquire() as conn:
+            before = await conn.fetchval("SELECT count(*) FROM wallet_labels WHERE chain = $1", chain)
+            await conn.executemany(_LABEL, rows)
+            return await conn.fetchval("SELECT count(*) FROM wallet_labels WHERE chain = $1", chain) - before
+
     async def close(self) -> None:
         if self.pool is not None:
             await self.pool.close()
@@ -50,6 +65,9 @@ class ChainStore:
                          t.from_address, t.to_address, str(t.value)) for t in transfers])
                 if alerts:
                     await conn.executemany(_ALERT, [self._alert_row(a) for a in alerts])
+                seen = sorted({a for t in transfers for a in (t.from_address, t.to_address) if a})
+                if seen:  # first/last seen summary for the API (not rolled back by reorgs: the next block fixes it)
+                    await conn.executemany(_WALLET, [(chain, a, _ts(header.timestamp)) for a in seen])
         self.stats["transfers"] += len(transfers)
         self.stats["alerts"] += len(alerts)
         await self._publish(alerts)

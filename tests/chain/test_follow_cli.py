@@ -60,6 +60,8 @@ def test_follow_cli_on_ray_stores_and_retracts(chain_node: LocalNode, pg_db: str
     assert len(whales) == 4  # 1, 2 and 3 ETH, and the replacement chain's 2 ETH (the orphaned 5 ETH never seen)
     rows = asyncio.run(_rows(pg_db, "SELECT count(*) AS n FROM token_transfers WHERE chain = 'hardhat'"))
     assert rows[0]["n"] == 4
+    wallets = asyncio.run(_rows(pg_db, "SELECT address FROM wallets WHERE chain = 'hardhat'"))
+    assert {r["address"] for r in wallets} == {a.lower() for a in (acc[1], acc[2], acc[3], acc[4], acc[5])}
     stored = asyncio.run(_rows(pg_db, "SELECT kind FROM alerts WHERE chain = 'hardhat'"))
     assert sorted(r["kind"] for r in stored) == sorted(a["kind"] for a in alerts), (stored, alerts)
     client = redis.Redis.from_url(redis_url)
