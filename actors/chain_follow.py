@@ -40,7 +40,8 @@ async def follow(args: argparse.Namespace) -> dict:
                               for i in range(args.shards)], chain=args.chain_name, labels=LabelSet.load(),
                              window=args.window)
     store = await _store(args.chain_name)
-    sink = RecordingSink(inner, store, args.chain_name, out_dir / "chain-alerts.jsonl")
+    markets = MarketFeed(out_dir, None if args.in_process or args.no_markets else _pipeline(args, out_dir))
+    sink = RecordingSink(inner, store, args.chain_name, out_dir / "chain-alerts.jsonl", markets)
     config = FollowerConfig(window=args.window, confirmations=args.confirmations, poll_s=args.poll_s)
     try:
         async with RpcClient(args.rpc) as rpc:
@@ -62,10 +63,11 @@ async def follow(args: argparse.Namespace) -> dict:
             await runner
     finally:
         sink.close()
+        market_status = markets.finish()
         if store is not None:
             await store.close()
     status = {**follower.stats, "next_block": follower.next, "last_error": follower.last_error,
-              "processed": len(follower.processed), "alerts": sink.counts}
+              "processed": len(follower.processed), "alerts": sink.counts, "markets": market_status}
     (out_dir / "chain-status.json").write_text(json.dumps(status, indent=1))
     return status
 
@@ -98,8 +100,8 @@ class RecordingSink:
     """Wraps the wallet state (in-process or Ray shards): writes each block's alerts to a JSON Lines
     file and, when configured, its transfers and alerts to Postgres and the live feed."""
 
-    def __init__(self, inner, store, chain: str, alerts_path: Path) -> None:
-        self.inner, self.store, self.chain = inner, store, chain
+    def __init__(self, inner, store, chain: str, alerts_path: Path, markets: "MarketFeed | None" = None) -> None:
+        self.inner, self.store, self.chain, self.markets = inner, store, chain, markets
         self.file = open(alerts_path, "a", encoding="utf-8")
         self.counts = {"alerts": 0, "retracted": 0}
 
@@ -117,6 +119,8 @@ class RecordingSink:
         await self.inner.apply(block)
         new = self.inner.alerts[n:]
         self._write(new)
+        if self.markets is not None:
+            self.markets.hold(block)
         if self.store is not None:
             await self.store.block(self.chain, block.header, block.transfers, new)
 
@@ -124,6 +128,8 @@ class RecordingSink:
         if deep:
             print(f"DEEP REORG: no common ancestor within the window; retracting {len(orphaned)} blocks and "
                   "rebuilding from the new chain", file=sys.stderr)
+        if self.markets is not None:
+            self.markets.drop(orphaned)
         n = len(self.inner.alerts)
         await self.inner.retract(orphaned, deep)
         new = self.inner.alerts[n:]
@@ -133,9 +139,73 @@ class RecordingSink:
 
     async def confirmed(self, numbers) -> None:
         await self.inner.confirmed(numbers)
+        if self.markets is not None:
+            self.markets.release(numbers)
 
     def close(self) -> None:
         self.file.close()
+
+
+def _pipeline(args: argparse.Namespace, out_dir: Path):
+    from actors.pipeline import RayPipeline
+    from engine.config import PipelineConfig
+    config = PipelineConfig(timeframes=tuple(t for t in args.timeframes.split(",") if t), strategy=args.strategy,
+                            batch_size=4096)
+    return RayPipeline(config, out_path=str(out_dir / "chain-signals.jsonl"), keep=False)
+
+
+class MarketFeed:
+    """DEX swaps into the market pipeline, once their block is confirmed: candles and signals are never
+    built from trades a reorg could still take back (the wallet alerts, in contrast, go out at once
+    and are retracted when needed). Every priced swap is also written to ``chain-trades.jsonl``."""
+
+    def __init__(self, out_dir: Path, pipe) -> None:
+        self.pipe = pipe
+        self.pending: dict[int, tuple[str, list]] = {}
+        self.file = open(out_dir / "chain-trades.jsonl", "a", encoding="utf-8")
+        self.sent = 0
+
+    def hold(self, block) -> None:
+        if block.trades:
+            self.pending[block.header.number] = (block.header.hash, list(block.trades))
+
+    def drop(self, orphaned) -> None:
+        for h in orphaned:
+            if self.pending.get(h.number, ("",))[0] == h.hash:
+                del self.pending[h.number]
+
+    def release(self, numbers: list[int]) -> None:
+        trades = [t for n in sorted(numbers) for t in self.pending.pop(n, ("", []))[1]]
+        if not trades:
+            return
+        for t in trades:
+            self.file.write(t.model_dump_json() + "\n")
+        self.file.flush()
+        self.sent += len(trades)
+        if self.pipe is not None:
+            self.pipe.send(_trade_batch(trades), {"chain": trades[-1].trade_id})
+
+    def finish(self) -> dict:
+        self.file.close()
+        if self.pipe is None:
+            return {"trades": self.sent}
+        self.pipe.finish()
+        st = self.pipe.status()
+        self.pipe.shutdown()
+        return {"trades": self.sent, "candles": st["candles"], "signals": st["signals"]}
+
+
+def _trade_batch(trades: list):
+    import numpy as np
+
+    from schemas.batches import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TradeBatch
+    lut: dict[str, int] = {}
+    idx = np.array([lut.setdefault(t.market, len(lut)) for t in trades], np.int32)
+    sides = {"buy": SIDE_BUY, "sell": SIDE_SELL}
+    return TradeBatch(list(lut), idx, np.array([t.ts for t in trades], np.int64),
+                      np.array([t.price for t in trades]), np.array([t.size for t in trades]),
+                      np.array([sides.get(t.side, SIDE_UNKNOWN) for t in trades], np.int8),
+                      np.array([t.trade_id for t in trades], np.int64))
 
 
 def cmd_follow(args: argparse.Namespace) -> int:

@@ -24,6 +24,9 @@ def add_follow_parser(csub: argparse._SubParsersAction, cmd_follow: Callable[[ar
     f.add_argument("--native-usd", type=float, default=0.0, help="USD price of the native coin for whale alerts")
     f.add_argument("--whale-usd", type=float, default=1_000_000.0,
                    help="a transfer worth at least this many USD is a whale alert (default 1,000,000)")
+    f.add_argument("--timeframes", default="1m", help="candles built from confirmed DEX swaps (default 1m)")
+    f.add_argument("--strategy", default="default", help="signal strategy over those candles (default: default)")
+    f.add_argument("--no-markets", action="store_true", help="do not feed DEX swaps into the market pipeline")
     f.add_argument("--poll-s", type=float, default=2.0, help="HTTP polling period (default 2)")
     f.add_argument("--status-s", type=float, default=5.0, help="seconds between status lines (default 5)")
     f.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
