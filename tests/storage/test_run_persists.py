@@ -82,9 +82,16 @@ async def _watch_dashboard(http_port: int, ws_port: int, key: str, artifacts: Pa
     from urllib.parse import quote
 
     import aiohttp
+    signal = None
+    deadline = time.monotonic() + 90
     async with aiohttp.ClientSession(headers={"X-API-Key": key}) as s:
-        async with s.get(f"http://127.0.0.1:{http_port}/api/v1/signals?limit=1") as r:
-            signal = (await r.json())["items"][0]
+        while signal is None and time.monotonic() < deadline:  # the replay's first signal may still be coming
+            async with s.get(f"http://127.0.0.1:{http_port}/api/v1/signals?limit=1") as r:
+                items = (await r.json())["items"]
+            signal = items[0] if items else None
+            if signal is None:
+                await asyncio.sleep(1)
+    assert signal is not None, "no signal reached the API while the replay ran"
     ws = f"ws://127.0.0.1:{ws_port}/ws/v1/feed"
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
