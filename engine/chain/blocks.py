@@ -1,9 +1,8 @@
 """One canonical block as the follower hands it on: its header, value transfers and DEX swaps.
 
 Built from the raw ``eth_getBlockByNumber`` (full transactions) result and the block's raw logs.
-Transfers: native coin moved by a transaction (value > 0; a reverted transaction's value is not
-known without its receipt and is counted as moved — nodes used here return receipts' status only
-on request), ERC-20/721 ``Transfer`` logs decoded exactly as ethereum-etl does, and WETH
+Transfers: native coin moved by a successful transaction (value > 0; ``failed`` names the reverted
+ones, from their receipts' status), ERC-20/721 ``Transfer`` logs decoded exactly as ethereum-etl does, and WETH
 ``Deposit``/``Withdrawal`` as mint/burn of WETH (WETH9 emits no Transfer for them).
 """
 
@@ -41,7 +40,7 @@ def header_of(raw: Mapping[str, Any]) -> Header:
         raise ChainDataError(f"block: missing field {e}") from None
 
 
-def block_data(raw: Mapping[str, Any], logs: list) -> BlockData:
+def block_data(raw: Mapping[str, Any], logs: list, failed: set[str] | frozenset = frozenset()) -> BlockData:
     """Header, transfers and swaps of one block; raises ChainDataError on anything malformed."""
     header = header_of(raw)
     txs = raw.get("transactions")
@@ -53,7 +52,7 @@ def block_data(raw: Mapping[str, Any], logs: list) -> BlockData:
             raise ChainDataError(f"block {header.number}: transaction {i} is not an object (ask for full transactions)")
         value = quantity(tx.get("value"), f"block {header.number} tx {i}.value")
         to = tx.get("to")
-        if value and to:
+        if value and to and tx.get("hash") not in failed:  # a reverted transaction moved nothing
             out.transfers.append(Transfer(hex_data(tx.get("hash"), "tx.hash", 32), -1, NATIVE,
                                           address(tx.get("from"), "tx.from"), address(to, "tx.to"), value))
     if not isinstance(logs, list):

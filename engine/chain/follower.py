@@ -101,8 +101,11 @@ class ChainFollower:
             raw = await self.rpc.get_block(number, True)
             if raw is None:
                 return None  # not mined yet (the head moved back in a reorg)
-            logs = await self.rpc.get_logs(number, number)
-            block = block_data(raw, logs)
+            # receipts give the logs and each transaction's status (a reverted one moved no value)
+            receipts = await self.rpc.get_block_receipts(raw)
+            logs = [entry for r in receipts for entry in (r.get("logs") or [])]
+            failed = {r.get("transactionHash") for r in receipts if r.get("status") == "0x0"}
+            block = block_data(raw, logs, failed)
             if self.tokens is not None:
                 for swap in block.swaps:  # on-chain trades join the market pipeline like exchange trades
                     meta = await self.tokens.pool(swap.get("pair_address") or swap.get("pool_address"))

@@ -149,3 +149,24 @@ async def test_pair_swaps_become_trade_ticks(chain_node: LocalNode) -> None:
     s0, s1 = t0.functions.symbol().call(), t1.functions.symbol().call()
     assert t.market == f"UNIV2:{s0}{s1}".upper() and t.side == "sell"  # token0 paid into the pool
     assert t.size == 1.0 and t.price == pytest.approx(out / 10**d1)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_reverted_transaction_moves_no_value(chain_node: LocalNode) -> None:
+    chain = chain_node
+    token = await asyncio.to_thread(chain.deploy, "TestToken", "Test", "TT", 18)
+    start = chain.head() + 1
+    sender = chain.accounts[3]
+    try:  # the token has no payable fallback: the transaction is mined and reverts
+        await asyncio.to_thread(chain.w3.eth.send_transaction,
+                                {"from": sender, "to": token.address, "value": 5 * ETH, "gas": 100_000})
+    except Exception:
+        pass  # Hardhat reports the revert to the sender; the block is mined all the same
+    await asyncio.to_thread(chain.send_eth, sender, chain.accounts[4], 2 * ETH)
+    head = chain.head()
+    assert head >= start + 1
+    state = ChainState("hardhat", shards=1)
+    async with RpcClient(chain.http_url) as rpc:
+        await ChainFollower(rpc, state, from_block=start, config=POLL).run(until_block=head)
+    moved = [t.value for t in state.stored_transfers() if t.token == ""]
+    assert moved == [2 * ETH]
