@@ -47,6 +47,7 @@ async def follow(args: argparse.Namespace) -> dict:
         async with RpcClient(args.rpc) as rpc:
             follower = ChainFollower(rpc, sink, from_block=args.from_block, ws_url=args.ws, config=config,
                                      chain=args.chain_name)
+            prices_poller = await _price_feed(args, follower, inner, prices)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, follower.stop)
@@ -61,6 +62,10 @@ async def follow(args: argparse.Namespace) -> dict:
                 if args.max_seconds and time.monotonic() - t0 >= args.max_seconds:
                     follower.stop()
             await runner
+            if prices_poller is not None:
+                await prices_poller.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
     finally:
         sink.close()
         market_status = markets.finish()
@@ -144,6 +149,41 @@ class RecordingSink:
 
     def close(self) -> None:
         self.file.close()
+
+
+async def _price_feed(args: argparse.Namespace, follower: ChainFollower, inner, prices: dict):
+    """USD prices for whale alerts from CoinGecko, refreshed while following (``--price-source coingecko``).
+
+    The native coin is ``--native-id`` (default ethereum); ``--token-id ADDRESS=ID`` adds tokens, whose
+    decimals come from the chain. Prices are current ones: a block's alert uses the price when it is seen.
+    """
+    if args.price_source != "coingecko":
+        return None
+    from engine.refdata.coingecko import CoinGecko, coingecko_config
+    from engine.refdata.poller import RefDataPoller
+    ids: dict[str, str] = {"": args.native_id}
+    for item in args.token_id or []:
+        address, _, cid = item.partition("=")
+        ids[address.strip().lower()] = cid.strip()
+
+    async def on_records(records) -> None:
+        for rec in records:
+            for token, cid in ids.items():
+                if rec.asset == cid:
+                    meta = (18, "") if token == "" else await follower.tokens.token(token)
+                    if meta:
+                        prices[token] = (rec.price_usd, meta[0])
+        await inner.set_prices(dict(prices))
+
+    config = coingecko_config(base_url=args.coingecko_url)
+    poller = RefDataPoller(coingecko=CoinGecko(config), coingecko_ids=sorted(set(ids.values())),
+                           interval_s=args.price_interval_s, on_records=on_records)
+    try:  # the first prices before the first block, so early transfers are valued too
+        await on_records(await poller.poll_once())
+    except Exception as e:  # a price source down is not a reason to stop following the chain
+        print(f"prices: first CoinGecko round failed ({e}); retrying in the background", file=sys.stderr)
+    poller.start()
+    return poller
 
 
 def _pipeline(args: argparse.Namespace, out_dir: Path):

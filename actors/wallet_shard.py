@@ -35,6 +35,9 @@ class WalletShardHost:
     def state(self) -> dict:
         return self.book.state()
 
+    def set_prices(self, prices: dict) -> None:
+        self.book.prices = dict(prices)
+
 
 WalletShardActor = ray.remote(num_cpus=0)(WalletShardHost)
 
@@ -58,6 +61,9 @@ class RayChainSink:
 
     async def confirmed(self, numbers: list[int]) -> None:
         pass
+
+    async def set_prices(self, prices: dict) -> None:
+        await _gather([s.set_prices.remote(prices) for s in self.shards])
 
     def _emit(self, alerts: list[ChainAlert]) -> None:
         alerts.sort(key=lambda a: (a.block_number, a.retracted, a.id))  # same order whatever the shard count

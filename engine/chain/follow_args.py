@@ -24,6 +24,12 @@ def add_follow_parser(csub: argparse._SubParsersAction, cmd_follow: Callable[[ar
     f.add_argument("--native-usd", type=float, default=0.0, help="USD price of the native coin for whale alerts")
     f.add_argument("--whale-usd", type=float, default=1_000_000.0,
                    help="a transfer worth at least this many USD is a whale alert (default 1,000,000)")
+    f.add_argument("--price-source", choices=["none", "coingecko"], default="none",
+                   help="where USD prices for whale alerts come from (default none: only --native-usd)")
+    f.add_argument("--coingecko-url", default=None, help="CoinGecko API base URL (default the public API)")
+    f.add_argument("--native-id", default="ethereum", help="CoinGecko id of the native coin (default ethereum)")
+    f.add_argument("--token-id", action="append", metavar="ADDRESS=ID", help="CoinGecko id of a token (repeatable)")
+    f.add_argument("--price-interval-s", type=float, default=60.0, help="seconds between price updates (default 60)")
     f.add_argument("--timeframes", default="1m", help="candles built from confirmed DEX swaps (default 1m)")
     f.add_argument("--strategy", default="default", help="signal strategy over those candles (default: default)")
     f.add_argument("--no-markets", action="store_true", help="do not feed DEX swaps into the market pipeline")

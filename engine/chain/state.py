@@ -48,6 +48,10 @@ class ChainState:
                 del self.blocks[h.number]
             self.trades.pop(h.hash, None)
 
+    async def set_prices(self, prices: dict) -> None:
+        for book in self.books:
+            book.prices = dict(prices)
+
     async def confirmed(self, numbers: list[int]) -> None:
         self.confirmed_through = max(self.confirmed_through, *numbers)
 
