@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.errors import CryptoIntelError
 
 
 def _block_number(text: str) -> int:
@@ -63,22 +62,3 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = run_export(config)
     print(f"chain export: {result.summary(config)}", file=sys.stderr)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m engine.chain.cli chain export ...``: the chain commands on their own, as engine.cli runs them."""
-    parser = argparse.ArgumentParser(prog="crypto-intel")
-    add_chain_parser(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (CryptoIntelError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        print(f"crypto-intel {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from engine.chain.cli import main as chain_main
+from engine.cli import main as chain_main
 from engine.chain.decode import log_from_csv_row, token_transfer_from_log
 from engine.chain.errors import ChainDataError
 from engine.chain.export_job import ExportConfig, export_range
