@@ -3,8 +3,8 @@
 :class:`L2Book` holds price -> size per side. :class:`BookSync` decides, per update, whether it
 applies, is stale (already covered by the snapshot) or reveals a gap that needs a resync, using
 the venue's rule: Binance spot (first ``U <= snapshot+1 <= u``, then ``U == last u + 1``), Binance
-futures (first ``U <= snapshot <= u``, then ``pu == last u``), previous-id venues (OKX ``prevSeqId``), consecutive ids (Bybit
-``u``), or none (the venue offers only checksums).
+futures (first ``U <= snapshot <= u``, then ``pu == last u``), previous-id venues (OKX
+``prevSeqId``), consecutive ids (Bybit ``u``), or none (the venue offers only checksums).
 """
 
 from __future__ import annotations

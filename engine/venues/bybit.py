@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import orjson
 
-from engine.venues.frames import (BAD_VALUE, BUY, MAX_I64, MISSING_FIELD, NS_PER_MS, SELL, UNKNOWN_MESSAGE,
-                                  VENUE_ERROR, FrameError, FrameOutput, integer, levels, number)
+from engine.venues.frames import (BAD_VALUE, MAX_I64, MISSING_FIELD, NS_PER_MS, UNKNOWN_MESSAGE,
+                                  VENUE_ERROR, FrameError, FrameOutput, integer, levels, number, object_list,
+                                  taker_side)
 from engine.venues.symbols import market_key
 from engine.venues.venue import Venue, VenueLimits
 from schemas.records import BookUpdate
@@ -68,13 +69,13 @@ class BybitParser:
         handler(msg, out)
 
     def _trades(self, msg: dict, out: FrameOutput) -> None:
-        for d in _rows(msg["data"]):
+        for d in object_list(msg["data"]):
             if "trade_time_ms" in d:  # legacy realtime row
                 out.trade(self._market(d["symbol"]), integer(d["trade_time_ms"]) * NS_PER_MS, number(d["price"]),
-                          number(d["size"]), _side(d["side"]), _trade_id(d["trade_id"]))
+                          number(d["size"]), taker_side(d["side"], "Buy", "Sell"), _trade_id(d["trade_id"]))
             else:
                 out.trade(self._market(d["s"]), integer(d["T"]) * NS_PER_MS, number(d["p"]), number(d["v"]),
-                          _side(d["S"]), _trade_id(d["i"]))
+                          taker_side(d["S"], "Buy", "Sell"), _trade_id(d["i"]))
 
     def _book(self, msg: dict, out: FrameOutput) -> None:
         d = msg["data"]
@@ -98,15 +99,15 @@ class BybitParser:
         if kind == "snapshot":
             ids: dict[int, tuple[float, str]] = {}
             rows = data["order_book"] if isinstance(data, dict) else data  # linear snapshots wrap the list
-            changes = [_legacy_level(e, ids, deleted=False) for e in _rows(rows)]
+            changes = [_legacy_level(e, ids, deleted=False) for e in object_list(rows)]
         elif kind == "delta":
             if not isinstance(data, dict):
                 raise FrameError(BAD_VALUE, "delta data is not an object")
             ids = dict(self._level_ids.get(symbol, {}))  # a copy: a refused frame must not touch the map
             # the venue's order: deletes, then updates, then inserts (a level may leave and come back)
-            changes = [_legacy_level(e, ids, deleted=True) for e in _rows(data["delete"])]
-            changes += [_legacy_level(e, ids, deleted=False) for e in _rows(data["update"])]
-            changes += [_legacy_level(e, ids, deleted=False) for e in _rows(data["insert"])]
+            changes = [_legacy_level(e, ids, deleted=True) for e in object_list(data["delete"])]
+            changes += [_legacy_level(e, ids, deleted=False) for e in object_list(data["update"])]
+            changes += [_legacy_level(e, ids, deleted=False) for e in object_list(data["insert"])]
         else:
             raise FrameError(BAD_VALUE, f"book type {kind!r}")
         bids = levels([(p, s) for p, s, side in changes if side == "Buy"])
@@ -157,23 +158,6 @@ def _control(msg: dict, out: FrameOutput) -> None:
 
 def _ignore(msg: dict, out: FrameOutput) -> None:
     """Topics the engine does not use (tickers, klines): accepted, produce nothing."""
-
-
-def _rows(rows) -> list:
-    if not isinstance(rows, list):
-        raise FrameError(BAD_VALUE, f"expected a list, got {type(rows).__name__}")
-    for r in rows:
-        if not isinstance(r, dict):
-            raise FrameError(BAD_VALUE, f"expected an object, got {r!r}"[:120])
-    return rows
-
-
-def _side(v) -> int:
-    if v == "Buy":
-        return BUY
-    if v == "Sell":
-        return SELL
-    raise FrameError(BAD_VALUE, f"side {v!r}")
 
 
 def _trade_id(v) -> int:
@@ -265,9 +249,9 @@ class Bybit(Venue):
             raise FrameError(MISSING_FIELD, "result.list is not a list")
         market = market_key(self.key, symbol)
         parsed = []
-        for r in _rows(rows):
-            parsed.append((integer(r["time"]) * NS_PER_MS, number(r["price"]), number(r["size"]), _side(r["side"]),
-                           _trade_id(r["execId"])))
+        for r in object_list(rows):
+            parsed.append((integer(r["time"]) * NS_PER_MS, number(r["price"]), number(r["size"]),
+                           taker_side(r["side"], "Buy", "Sell"), _trade_id(r["execId"])))
         parsed.reverse()  # the venue lists newest first; a stable sort by time then fixes any other order
         parsed.sort(key=lambda t: t[0])
         mark = out.mark()

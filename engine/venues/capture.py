@@ -1,7 +1,8 @@
 """Reader for recorded venue sessions (the format of ``../shared/data/wire``).
 
 Line 1 is ``URL <-> TS`` (connection opened). Later lines are ``URL <- TS: FRAME`` (sent by the
-client), ``TS: FRAME`` (received) or, in REST captures, ``URL -> TS: BODY`` (response to a GET). A ``name: value`` line is a recorder's note.
+client), ``TS: FRAME`` (received) or, in REST captures, ``URL -> TS: BODY`` (response to a GET).
+A ``name: value`` line is a recorder's note.
 """
 
 from __future__ import annotations

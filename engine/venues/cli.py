@@ -93,7 +93,8 @@ async def _check(spec, timeout_s: float) -> dict:
     async with aiohttp.ClientSession() as session:
         t0 = time.monotonic()
         try:
-            async with session.ws_connect(venue.connect_url(ws_base, list(spec.symbols)), timeout=aiohttp.ClientWSTimeout(ws_close=2)) as ws:
+            url = venue.connect_url(ws_base, list(spec.symbols))
+            async with session.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=2)) as ws:
                 for frame in venue.subscribe_frames(list(spec.symbols)):
                     await ws.send_str(frame)
                 out = FrameOutput()

@@ -166,6 +166,25 @@ def integer(value) -> int:
     return i
 
 
+def object_list(rows) -> list[dict]:
+    """A JSON array of objects (a frame's ``data``), or a refused frame."""
+    if not isinstance(rows, list):
+        raise FrameError(BAD_VALUE, f"expected a list, got {type(rows).__name__}")
+    for r in rows:
+        if not isinstance(r, dict):
+            raise FrameError(BAD_VALUE, f"expected an object, got {r!r}"[:120])
+    return rows
+
+
+def taker_side(value, buy: str, sell: str) -> int:
+    """The aggressor side from a venue's own spelling of buy and sell."""
+    if value == buy:
+        return BUY
+    if value == sell:
+        return SELL
+    raise FrameError(BAD_VALUE, f"side {value!r}")
+
+
 def levels(rows) -> list[list[float]]:
     """Book levels ``[[price, size, ...], ...]`` as ``[[price, size]]`` floats; sizes >= 0, prices > 0."""
     out = []

@@ -18,8 +18,9 @@ import zlib
 
 import orjson
 
-from engine.venues.frames import (BAD_VALUE, BUY, MAX_I64, MISSING_FIELD, NS_PER_MS, SELL, UNKNOWN_MESSAGE,
-                                  VENUE_ERROR, FrameError, FrameOutput, integer, levels, number)
+from engine.venues.frames import (BAD_VALUE, MAX_I64, MISSING_FIELD, NS_PER_MS, UNKNOWN_MESSAGE,
+                                  VENUE_ERROR, FrameError, FrameOutput, integer, levels, number, object_list,
+                                  taker_side)
 from engine.venues.symbols import market_key
 from engine.venues.venue import Venue, VenueLimits
 from schemas.records import BookUpdate
@@ -129,16 +130,16 @@ class OkxParser:
         handler(msg, arg, out)
 
     def _trades(self, msg: dict, arg: dict, out: FrameOutput) -> None:
-        for d in _rows(msg["data"]):
+        for d in object_list(msg["data"]):
             out.trade(self._market(d["instId"]), integer(d["ts"]) * NS_PER_MS, number(d["px"]), number(d["sz"]),
-                      _side(d["side"]), _trade_id(d["tradeId"]))
+                      taker_side(d["side"], "buy", "sell"), _trade_id(d["tradeId"]))
 
     def _books(self, msg: dict, arg: dict, out: FrameOutput) -> None:
         action = msg.get("action", "snapshot")  # books5 and bbo-tbt push whole books without an action
         if action not in ("snapshot", "update"):
             raise FrameError(BAD_VALUE, f"books action {action!r}")
         market = self._market(arg["instId"])
-        for d in _rows(msg["data"]):
+        for d in object_list(msg["data"]):
             seq = _optional_seq(d.get("seqId"))
             checksum = d.get("checksum")
             out.books.append(BookUpdate(
@@ -150,23 +151,6 @@ class OkxParser:
 
 def _ignore(msg: dict, arg: dict, out: FrameOutput) -> None:
     """Channels the engine does not use (tickers): accepted, produce nothing."""
-
-
-def _rows(rows) -> list:
-    if not isinstance(rows, list):
-        raise FrameError(BAD_VALUE, f"expected a list, got {type(rows).__name__}")
-    for r in rows:
-        if not isinstance(r, dict):
-            raise FrameError(BAD_VALUE, f"expected an object, got {r!r}"[:120])
-    return rows
-
-
-def _side(v) -> int:
-    if v == "buy":
-        return BUY
-    if v == "sell":
-        return SELL
-    raise FrameError(BAD_VALUE, f"side {v!r}")
 
 
 def _trade_id(v) -> int:
@@ -261,10 +245,11 @@ class Okx(Venue):
         """Append the trades (the venue lists newest first) oldest first; only ids > ``after_id`` if given."""
         market = market_key(self.key, symbol)
         parsed = []
-        for d in _rows(_data(body)):
+        for d in object_list(_data(body)):
             tid = _trade_id(d["tradeId"])
             if after_id is None or tid > after_id:
-                parsed.append((tid, integer(d["ts"]) * NS_PER_MS, number(d["px"]), number(d["sz"]), _side(d["side"])))
+                parsed.append((tid, integer(d["ts"]) * NS_PER_MS, number(d["px"]), number(d["sz"]),
+                               taker_side(d["side"], "buy", "sell")))
         parsed.sort()
         mark = out.mark()
         try:
@@ -280,7 +265,7 @@ class Okx(Venue):
         return "/api/v5/market/books", {"instId": symbol.upper(), "sz": 400}
 
     def parse_book_snapshot(self, symbol: str, body: bytes) -> BookUpdate:
-        data = _rows(_data(body))
+        data = object_list(_data(body))
         if not data:
             raise FrameError(MISSING_FIELD, "empty book reply")
         d = data[0]
