@@ -7,9 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-import ray
 
-from actors.store_settings import StoreSettings, save_checkpoint, start_serving
+from actors.store_settings import StoreSettings, close_services, save_checkpoint, start_serving
 from engine.config import PipelineConfig
 from schemas.batches import CandleBatch
 
@@ -113,12 +112,7 @@ def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
             st = pipe.status()
             print(f"stopped ({stopped}) after {time.monotonic() - t0:.1f}s: {pipe.rows:,} events, "
                   f"{st['candles']:,} candles, {st['signals']:,} signals -> {signals_path}", file=sys.stderr)
-            if checkpoints is not None:
-                save_checkpoint(checkpoints, pipe)
-            if store is not None:
-                print(services.summary(ray.get(store.close.remote())), file=sys.stderr)
-            if feed is not None:
-                ray.get(feed.stop.remote())
+            close_services(services, checkpoints, pipe, store, feed)
         finally:
             pipe.shutdown()
             stop_ray()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import ray
 
-from actors.store_settings import StoreSettings, save_checkpoint, start_serving
+from actors.store_settings import StoreSettings, close_services, save_checkpoint, start_serving
 from engine.config import PipelineConfig
 from engine.venues.quality import DataQuality
 from engine.venues.sources import SourceSpec
@@ -120,12 +120,7 @@ def run_venues(args: argparse.Namespace, config: PipelineConfig, specs: list[Sou
                 print(f"  {m['venue']}: {m['messages']:,} messages, {m['trades']:,} trades, {m['reconnects']} "
                       f"reconnects, {m['gaps']} gaps ({m['recovered']} trades recovered, {m['degraded']} degraded), "
                       f"{sum(m['rejects'].values())} rejected", file=sys.stderr)
-            if checkpoints is not None:
-                save_checkpoint(checkpoints, pipe)
-            if store is not None:
-                print(services.summary(ray.get(store.close.remote())), file=sys.stderr)
-            if feed is not None:
-                ray.get(feed.stop.remote())
+            close_services(services, checkpoints, pipe, store, feed)
         finally:
             pipe.shutdown()
             stop_ray()

@@ -83,6 +83,18 @@ class StoreSettings:
         return "; ".join(out)
 
 
+def close_services(services: StoreSettings, checkpoints, pipe, store, feed) -> None:
+    """End of a live run: a last checkpoint, the store's summary, the feed server stopped."""
+    import ray
+
+    if checkpoints is not None:
+        save_checkpoint(checkpoints, pipe)
+    if store is not None:
+        print(services.summary(ray.get(store.close.remote())), file=sys.stderr)
+    if feed is not None:
+        ray.get(feed.stop.remote())
+
+
 def save_checkpoint(store, pipe) -> None:
     """A coordinated snapshot of every shard with the source offsets, one Redis key per shard."""
     import redis

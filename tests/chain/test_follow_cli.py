@@ -11,28 +11,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import asyncpg
 import pytest
 import redis
 
 from tests.chain.node import LocalNode
-from tests.storage.pg_fixtures import pg_db, pg_url  # noqa: F401 - fixtures
+from tests.storage.pg_fixtures import fetch, pg_db, pg_url  # noqa: F401 - fixtures
 from tests.storage.redis_fixtures import redis_url  # noqa: F401 - fixture
 
 ETH = 10**18
 
 
-async def _rows(db: str, sql: str) -> list:
-    conn = await asyncpg.connect(db)
-    try:
-        return await conn.fetch(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.mark.slow
 @pytest.mark.ray
-def test_follow_cli_on_ray_stores_and_retracts(chain_node: LocalNode, pg_db: str, redis_url: str,  # noqa: F811
+def test_follow_cli_on_ray_stores_and_publishes(chain_node: LocalNode, pg_db: str, redis_url: str,  # noqa: F811
                                                tmp_path: Path) -> None:
     node = chain_node
     acc = node.accounts
@@ -58,11 +49,11 @@ def test_follow_cli_on_ray_stores_and_retracts(chain_node: LocalNode, pg_db: str
     alerts = [json.loads(line) for line in (tmp_path / "chain-alerts.jsonl").read_text().splitlines()]
     whales = [a for a in alerts if a["kind"] == "whale_transfer"]
     assert len(whales) == 4  # 1, 2 and 3 ETH, and the replacement chain's 2 ETH (the orphaned 5 ETH never seen)
-    rows = asyncio.run(_rows(pg_db, "SELECT count(*) AS n FROM token_transfers WHERE chain = 'hardhat'"))
+    rows = asyncio.run(fetch(pg_db, "SELECT count(*) AS n FROM token_transfers WHERE chain = 'hardhat'"))
     assert rows[0]["n"] == 4
-    wallets = asyncio.run(_rows(pg_db, "SELECT address FROM wallets WHERE chain = 'hardhat'"))
+    wallets = asyncio.run(fetch(pg_db, "SELECT address FROM wallets WHERE chain = 'hardhat'"))
     assert {r["address"] for r in wallets} == {a.lower() for a in (acc[1], acc[2], acc[3], acc[4], acc[5])}
-    stored = asyncio.run(_rows(pg_db, "SELECT kind FROM alerts WHERE chain = 'hardhat'"))
+    stored = asyncio.run(fetch(pg_db, "SELECT kind FROM alerts WHERE chain = 'hardhat'"))
     assert sorted(r["kind"] for r in stored) == sorted(a["kind"] for a in alerts), (stored, alerts)
     client = redis.Redis.from_url(redis_url)
     try:

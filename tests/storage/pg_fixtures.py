@@ -44,6 +44,15 @@ def pg_url() -> str:
     return url
 
 
+async def fetch(url: str, sql: str) -> list:
+    """Rows of one query on a fresh connection (tests read back what a job stored)."""
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(sql)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 def pg_db(pg_url: str) -> Iterator[str]:
     """URL of a brand-new empty database, dropped (connections and all) after the test."""

@@ -10,7 +10,6 @@ import socket
 import sys
 from pathlib import Path
 
-import asyncpg
 import pytest
 from aiohttp import web
 
@@ -18,7 +17,7 @@ from engine.candles import CandleAggregator
 from engine.sources.files import load_any
 from engine.venues.wire import binance_agg_trade_frames
 from tests.data_paths import SHARED_DATA
-from tests.storage.pg_fixtures import pg_db, pg_url  # noqa: F401 - fixtures
+from tests.storage.pg_fixtures import fetch, pg_db, pg_url  # noqa: F401 - fixtures
 from tests.venues.fake_venue import FakeVenue, binance_agg_trades_route
 
 LATE = range(3000, 3040)  # frame indices skipped: repaired after the hold ran out
@@ -61,14 +60,6 @@ async def _scenario(db: str, out_dir: Path, frames: list[str], first_id: int) ->
         await venue.stop()
 
 
-async def _rows(db: str, sql: str) -> list:
-    conn = await asyncpg.connect(db)
-    try:
-        return await conn.fetch(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.mark.slow
 @pytest.mark.ray
 def test_late_repair_rebuilds_degraded_bars_in_postgres(pg_db: str, tmp_path: Path) -> None:  # noqa: F811
@@ -77,7 +68,7 @@ def test_late_repair_rebuilds_degraded_bars_in_postgres(pg_db: str, tmp_path: Pa
     frames = binance_agg_trade_frames(trades, "XRPETH")
     text = asyncio.run(_scenario(pg_db, tmp_path, frames, int(trades.trade_id[0])))
 
-    events = asyncio.run(_rows(pg_db, "SELECT kind, from_id, to_id, start_ts, end_ts, count FROM venue_events "
+    events = asyncio.run(fetch(pg_db, "SELECT kind, from_id, to_id, start_ts, end_ts, count FROM venue_events "
                                       "WHERE kind <> 'state' ORDER BY ts"))
     kinds = [e["kind"] for e in events]
     assert kinds.count("gap") == 2 and kinds.count("degraded") == 2, (kinds, text[-2000:])
@@ -86,7 +77,7 @@ def test_late_repair_rebuilds_degraded_bars_in_postgres(pg_db: str, tmp_path: Pa
     lost = next(e for e in events if e["kind"] == "unrepaired")
     assert repair["count"] == len(LATE) and lost["to_id"] - lost["from_id"] + 1 == len(LOST)
 
-    bars = asyncio.run(_rows(pg_db, "SELECT (extract(epoch FROM open_ts) * 1e9)::bigint AS open_ns, open, high, "
+    bars = asyncio.run(fetch(pg_db, "SELECT (extract(epoch FROM open_ts) * 1e9)::bigint AS open_ns, open, high, "
                                     "low, close, volume, trade_count, degraded FROM candles "
                                     "WHERE market = 'BINANCE:XRPETH' AND timeframe = '1m' ORDER BY open_ts"))
     by_open = {b["open_ns"]: b for b in bars}
