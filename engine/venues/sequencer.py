@@ -63,12 +63,16 @@ class TradeSequencer:
 
     def accept(self, batch: TradeBatch, now: float) -> tuple[list[tuple], list[Gap]]:
         """Rows ready to go downstream as ``(market, ts, price, size, side, id)`` and the gaps just found."""
+        markets = batch.markets
+        return self.accept_rows(zip([markets[m] for m in batch.market.tolist()], batch.ts.tolist(),
+                                    batch.price.tolist(), batch.size.tolist(), batch.side.tolist(),
+                                    batch.trade_id.tolist()), now)
+
+    def accept_rows(self, rows, now: float) -> tuple[list[tuple], list[Gap]]:
+        """As :meth:`accept`, from rows ``(market, ts, price, size, side, id)`` (the supervisor's per-frame path)."""
         ready: list[tuple] = []
         new_gaps: list[Gap] = []
-        markets = batch.markets
-        for m, ts, p, s, sd, tid in zip(batch.market.tolist(), batch.ts.tolist(), batch.price.tolist(),
-                                        batch.size.tolist(), batch.side.tolist(), batch.trade_id.tolist()):
-            market = markets[m]
+        for market, ts, p, s, sd, tid in rows:
             self.stats["trades"] += 1
             if not self.contiguous or tid < 0:
                 ready.append((market, ts, p, s, sd, tid))

@@ -269,11 +269,13 @@ class VenueSupervisor:
             self.rejects = Counter(out.rejects)
             self.last_error = out.last_error
             self._event("reject", detail=out.last_error)
-        trades, books, candles, marks, _control = out.drain()
-        if len(trades):
+        trades = out.take_rows()
+        books, candles, marks = out.books, out.candles, out.marks
+        out.books, out.candles, out.marks, out.control = [], [], [], []
+        if trades:
             self.stats["trades"] += len(trades)
-            self._skew_ms.append((time.time_ns() - int(trades.ts[-1])) / 1e6)
-            ready, gaps = self.sequencer.accept(trades, time.monotonic())
+            self._skew_ms.append((time.time_ns() - trades[-1][1]) / 1e6)
+            ready, gaps = self.sequencer.accept_rows(trades, time.monotonic())
             self._ready.extend(ready)
             for gap in gaps:
                 self._event("gap", gap.market, f"{gap.missing} trades missing", from_id=gap.from_id,
