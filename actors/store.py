@@ -13,10 +13,11 @@ from pathlib import Path
 import ray
 
 from actors.metrics import StoreMetrics
+from connectors.storage import rows
 from engine.sinks.jsonl import record_dict
-from engine.storage import rows
-from schemas.batches import FeatureBatch
+from engine.venues.quality import venue_event_alerts
 from schemas.arrow import to_table
+from schemas.batches import FeatureBatch
 from schemas.records import Candle, Signal, VenueEvent
 
 
@@ -52,12 +53,12 @@ class Store:
             return
         self.started = True
         if self.database_url:
-            from engine.storage.pg_writer import PgWriter
+            from connectors.storage.pg_writer import PgWriter
             self.writer = await PgWriter(self.database_url, self.spill_dir).start()
         if self.redis_url:
-            from engine.storage.latest_cache import LatestCache
-            from engine.storage.redis_feed import RedisFeed
-            from engine.storage.redis_keys import RedisKeys
+            from connectors.storage.latest_cache import LatestCache
+            from connectors.storage.redis_feed import RedisFeed
+            from connectors.storage.redis_keys import RedisKeys
             keys = RedisKeys(namespace=self.namespace)
             self.feed = RedisFeed.from_url(self.redis_url, keys=keys, maxlen=self.feed_maxlen)
             self.cache = LatestCache.from_url(self.redis_url, keys=keys)
@@ -103,10 +104,7 @@ class Store:
         await self._start()
         if self.writer is not None and events:
             self.writer.write("venue_events", to_table(events, VenueEvent))
-        alerts = [{"id": f"{e.venue}:{e.market}:{e.kind}:{e.from_id}:{e.ts}", "ts": e.ts, "kind": f"data_{e.kind}",
-                   "severity": "high" if e.kind in ("unrepaired", "degraded") else "info", "venue": e.venue,
-                   "market": e.market, "message": f"{e.venue} {e.market} {e.kind}: {e.detail}".strip()}
-                  for e in events if e.kind in ("gap", "repair", "degraded", "unrepaired", "resync")]
+        alerts = venue_event_alerts(events)
         if self.feed is not None and alerts:
             await self.feed.publish("alerts", alerts)
 
@@ -114,7 +112,7 @@ class Store:
         """Bars rebuilt after a late gap repair replace their degraded versions, in Postgres and live."""
         await self._start()
         if self.database_url and candles:
-            from engine.storage.repairs import upsert_candles
+            from connectors.storage.repairs import upsert_candles
             await upsert_candles(self.database_url, candles)
         if self.feed is not None and candles:
             recs = [record_dict(c) for c in candles]

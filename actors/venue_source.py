@@ -7,9 +7,9 @@ import asyncio
 import ray
 
 from actors.metrics import VenueMetrics
+from connectors.venues.supervisor import SourceOutput, SupervisorConfig, VenueSupervisor
 from engine.venues.registry import make_venue
 from engine.venues.sources import SourceSpec
-from engine.venues.supervisor import SourceOutput, SupervisorConfig, VenueSupervisor
 
 
 class VenueSourceHost:

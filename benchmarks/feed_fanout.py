@@ -258,8 +258,8 @@ def _run(kind: str, ctx: Any) -> dict[str, Any]:
 
 
 async def _publish_phases(namespace: str, progress: list[Any], connected: int) -> tuple[tuple[int, int], ...]:
-    from engine.storage.redis_feed import RedisFeed
-    from engine.storage.redis_keys import RedisKeys
+    from connectors.storage.redis_feed import RedisFeed
+    from connectors.storage.redis_keys import RedisKeys
 
     async with RedisFeed.from_url(REDIS_URL, keys=RedisKeys(namespace), maxlen=100_000) as feed:
         await feed.publish("alerts", [{"kind": "warm-up"}])  # connect before the clock starts

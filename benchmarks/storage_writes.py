@@ -20,10 +20,10 @@ import asyncpg
 import numpy as np
 import pyarrow as pa
 
-from engine.storage import rows
-from engine.storage.migrate import migrate
-from engine.storage.pg_writer import PgWriter
-from engine.storage.tables import table
+from connectors.storage import rows
+from connectors.storage.migrate import migrate
+from connectors.storage.pg_writer import PgWriter
+from connectors.storage.tables import table
 from schemas.batches import TradeBatch
 from tests.data_paths import SHARED_DATA
 from tests.storage.sample_rows import real_candles

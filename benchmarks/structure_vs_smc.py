@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from engine.fvg import FVGOperator
-from engine.structure import SwingOperator
+from engine.structure.gaps import FVGOperator
+from engine.structure.swings import SwingOperator
 from schemas.batches import CandleBatch, FeatureBatch
 from tests.indicators.series import DATA, load_bars
 
@@ -40,8 +40,8 @@ def _interleaved(series, copies: int) -> CandleBatch:
 
 def _operators() -> list:
     ops = [SwingOperator(5, 5), FVGOperator()]
-    if importlib.util.find_spec("engine.order_blocks"):
-        from engine.order_blocks import OrderBlockOperator
+    if importlib.util.find_spec("engine.structure.order_blocks"):
+        from engine.structure.order_blocks import OrderBlockOperator
         ops.append(OrderBlockOperator())
     return ops
 

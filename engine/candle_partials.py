@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import InputError
+from schemas.errors import InputError
 
 FIELDS = ("key", "b", "fts", "o", "lts", "c", "h", "lo", "s")
 LIMBS = 4

@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.candle_partials import N_SUMS, Partials, check_summable, from_trades, merge, rollup, trade_sums
-from engine.errors import ConfigError, InputError, StateError
+from engine.candle_partials import (
+    N_SUMS,
+    Partials,
+    check_summable,
+    from_trades,
+    merge,
+    rollup,
+    trade_sums,
+)
 from engine.operator import pack_state, unpack_state
 from engine.ordering import segment_keys, segmented_cummax
-from engine.timeframes import parse_timeframe
 from schemas.batches import CandleBatch, TradeBatch
+from schemas.errors import ConfigError, InputError, StateError
+from schemas.timeframes import parse_timeframe
 
 NO_TS = np.iinfo(np.int64).min  # "nothing seen yet" for watermarks and closed-until marks
 GAP_POLICIES = ("skip", "flag")

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.timeframes import parse_timeframe
+from schemas.timeframes import parse_timeframe
 
 STAGES = ("candles", "indicators", "structure", "signals")
 

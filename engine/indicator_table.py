@@ -6,12 +6,12 @@ import numpy as np
 import pyarrow as pa
 
 from engine.candles import CandleAggregator
-from engine.errors import InputError
 from engine.indicators.base import Bars
 from engine.indicators.registry import parse_specs
 from engine.sources.files import load_any
-from engine.timeframes import parse_timeframe
 from schemas.batches import CandleBatch
+from schemas.errors import InputError
+from schemas.timeframes import parse_timeframe
 
 
 def candles_for(path: str, timeframe: str, market: str | None = None,
@@ -22,7 +22,7 @@ def candles_for(path: str, timeframe: str, market: str | None = None,
     if isinstance(batch, CandleBatch):
         tfs = set(int(t) for t in np.unique(batch.tf))
         if tfs != {tf_ns}:
-            from engine.timeframes import format_timeframe
+            from schemas.timeframes import format_timeframe
             have = ", ".join(format_timeframe(t) for t in sorted(tfs))
             raise InputError(f"{path} holds {have} candles; pass --timeframe {have} "
                              f"(resampling candle files is not supported)")

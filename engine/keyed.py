@@ -170,7 +170,7 @@ class KeyedArrayOperator:
         return keys, inverse, slots
 
     def run_kernel(self, c, kernel, n_ints: int, n_floats: int) -> tuple[np.ndarray, np.ndarray, bool]:
-        """Run a compiled kernel (``engine.kernels.buffers`` describes the convention) over the candles ``c``.
+        """Run a compiled kernel (``engine.structure.kernel_buffers`` describes the convention) over the candles ``c``.
 
         ``kernel(table, tf0, slots, ranks, start, ints, floats, used)`` is a closure that reads the state
         (``self.rows``) when called, since resolving new keys may grow it. Returns the events' int and float fields (views

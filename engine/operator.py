@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 from typing import Any, Protocol, runtime_checkable
 
-from engine.errors import StateError
+from schemas.errors import StateError
 
 SNAPSHOT_FORMAT = 1
 

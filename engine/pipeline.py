@@ -10,14 +10,14 @@ from typing import Any, Iterable
 
 from engine.candles import CandleAggregator
 from engine.config import STAGES, PipelineConfig
-from engine.fvg import FVGOperator
 from engine.indicators.operator import IndicatorOperator
-from engine.liquidity import LiquidityOperator
-from engine.order_blocks import OrderBlockOperator
 from engine.risk.operator import RiskOperator
-from engine.rules import load_strategy
-from engine.signals import SignalOperator, signal_order
-from engine.structure import SwingOperator
+from engine.signals.operator import SignalOperator, signal_order
+from engine.signals.rules import load_strategy
+from engine.structure.gaps import FVGOperator
+from engine.structure.liquidity import LiquidityOperator
+from engine.structure.order_blocks import OrderBlockOperator
+from engine.structure.swings import SwingOperator
 from schemas.batches import CandleBatch, FeatureBatch
 from schemas.records import Signal, StructureEvent
 

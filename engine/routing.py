@@ -6,7 +6,13 @@ import zlib
 
 import numpy as np
 
-from schemas.batches import CandleBatch, FeatureBatch, TradeBatch, concat_features, take_features
+from schemas.batches import (
+    CandleBatch,
+    FeatureBatch,
+    TradeBatch,
+    concat_features,
+    take_features,
+)
 
 
 def shard_of(market: str, n: int) -> int:

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.records import (BookUpdate, Candle, ChainAlert, ChainBlock, DexPair, IndicatorSnapshot, IndicatorValue,
-                             MarkPrice, ReferencePrice, Signal, StructureEvent, TokenTransfer, TradeTick, VenueEvent)
+from schemas.records import (
+    BookUpdate,
+    Candle,
+    ChainAlert,
+    ChainBlock,
+    DexPair,
+    IndicatorSnapshot,
+    IndicatorValue,
+    MarkPrice,
+    ReferencePrice,
+    Signal,
+    StructureEvent,
+    TokenTransfer,
+    TradeTick,
+    VenueEvent,
+)
 
 TRADE_TICK = pa.schema([
     ("market", pa.string()), ("ts", pa.int64()), ("price", pa.float64()), ("size", pa.float64()),

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from engine.timeframes import format_timeframe
 from schemas.records import Candle, Side, TradeTick
+from schemas.timeframes import format_timeframe
 
 SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN = 1, -1, 0
 _SIDE_NAMES = {SIDE_BUY: Side.BUY.value, SIDE_SELL: Side.SELL.value, SIDE_UNKNOWN: Side.UNKNOWN.value}

@@ -10,9 +10,9 @@ from typing import Any
 
 import asyncpg
 
-from engine.errors import CryptoIntelError
-from serve.keys import constant_time_equal, hash_key, new_api_key
+from schemas.errors import CryptoIntelError
 from serve import tiers
+from serve.keys import constant_time_equal, hash_key, new_api_key
 from serve.tiers import Tier, UnknownRoleError, UnknownTierError, check_role
 
 log = logging.getLogger(__name__)

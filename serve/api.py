@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from schemas.errors import CryptoIntelError
 from serve.structure_view import structure_view
 
 API = "/api/v1"
@@ -47,7 +48,7 @@ class ApiSettings:
                    os.environ.get("CRYPTO_INTEL_DEFAULT_TIMEFRAME", "5m"))
 
 
-class ApiError(Exception):
+class ApiError(CryptoIntelError):
     """An error with an HTTP status, a stable code and a message for the caller."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict | None = None) -> None:
@@ -189,9 +190,9 @@ class Services:
                 return self
             import redis.asyncio as aioredis
 
-            from engine.storage.latest_cache import LatestCache
-            from engine.storage.queries import Queries
-            from engine.storage.redis_keys import RedisKeys
+            from connectors.storage.latest_cache import LatestCache
+            from connectors.storage.queries import Queries
+            from connectors.storage.redis_keys import RedisKeys
             from serve.accounts import Accounts
             from serve.limits import KeyRateLimiter
             s = self.settings
@@ -275,7 +276,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return _error(422, "invalid_request", f"{where}: {first.get('msg', 'invalid value')}")
 
-    from engine.storage.queries import QueryError
+    from connectors.storage.queries import QueryError
 
     @app.exception_handler(QueryError)
     async def _query_error(request: Request, exc: QueryError) -> JSONResponse:

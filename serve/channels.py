@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from engine.errors import InputError
+from schemas.errors import InputError
 
 # feed kind -> the Redis stream it is read from; whales are the alerts of kind "whale"
 STREAMS: dict[str, str] = {"candles": "candles", "signals": "signals", "structure": "structure",

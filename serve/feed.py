@@ -45,10 +45,17 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from engine.errors import ConfigError
-from engine.storage.redis_keys import CHANNELS, RedisKeys
+from connectors.storage.redis_keys import CHANNELS, RedisKeys
+from schemas.errors import ConfigError
 from serve.accounts import Principal
-from serve.channels import Channel, ChannelError, Subject, parse_channel, parse_seq, subject
+from serve.channels import (
+    Channel,
+    ChannelError,
+    Subject,
+    parse_channel,
+    parse_seq,
+    subject,
+)
 from serve.keys import key_id, redact
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis.asyncio
 
-from engine.storage.ratelimit import Decision, TokenBucket
-from engine.storage.redis_keys import RedisKeys
+from connectors.storage.ratelimit import Decision, TokenBucket
+from connectors.storage.redis_keys import RedisKeys
 from serve.accounts import Principal
 from serve.tiers import Tier
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.errors import ConfigError
+from schemas.errors import ConfigError
 
 ROLES = ("admin", "user")
 # the feed channel kinds a tier may grant; "whales" is the on-chain large-transfer feed

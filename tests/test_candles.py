@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
 from engine.candles import CandleAggregator
-from engine.errors import ConfigError, InputError, StateError
 from engine.operator import Operator
 from engine.sources.synthetic import synthetic_trades
-from engine.timeframes import parse_timeframe
 from schemas.batches import CandleBatch, TradeBatch
+from schemas.errors import ConfigError, InputError, StateError
+from schemas.timeframes import parse_timeframe
 
 S = 1_000_000_000
 M = 60 * S

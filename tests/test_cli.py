@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import talib
 
-from engine.cli import main
+from app.cli import main
 from tests.data_paths import SHARED_DATA
 
 TRADES = SHARED_DATA / "trades" / "XRP_ETH-trades.parquet"

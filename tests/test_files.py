@@ -12,13 +12,13 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from engine.errors import InputError
 from engine.sources.columns import market_from_path
 from engine.sources.files import load_any, load_candles, load_trades
 from engine.sources.sample import sample_paths
 from engine.sources.timestamps import epoch_unit, to_ns
 from engine.validation import NO_TS
 from schemas.batches import CandleBatch, TradeBatch
+from schemas.errors import InputError
 
 S = 1_000_000_000
 M = 60 * S

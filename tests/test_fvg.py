@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.errors import StateError
-from engine.fvg import FVG_COLUMNS, FVGOperator
 from engine.ids import stable_id
 from engine.sources.files import load_any
-from engine.structure import SwingOperator
-from engine.timeframes import parse_timeframe
+from engine.structure.gaps import FVG_COLUMNS, FVGOperator
+from engine.structure.swings import SwingOperator
 from schemas.batches import CandleBatch, FeatureBatch
+from schemas.errors import StateError
+from schemas.timeframes import parse_timeframe
 from tests.data_paths import SHARED_DATA
 
 SMC = SHARED_DATA / "smc" / "EURUSD"

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.errors import ConfigError, StateError
-from engine.liquidity import LiquidityOperator
-from engine.ranges import DAY, Session
 from engine.sources.files import load_any
-from engine.structure import SwingOperator
+from engine.structure.liquidity import LiquidityOperator
+from engine.structure.ranges import DAY, Session
+from engine.structure.swings import SwingOperator
 from schemas.batches import CandleBatch, FeatureBatch
+from schemas.errors import ConfigError, StateError
 from schemas.records import StructureEvent
 from tests.data_paths import SHARED_DATA
 from tests.test_structure_smc import eurusd

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from engine.config import PipelineConfig
-from engine.errors import ConfigError
-from engine.mtf import split_ref
 from engine.pipeline import run_in_process
-from engine.rules import Strategy, rule
-from engine.signals import SignalOperator
+from engine.signals.mtf import split_ref
+from engine.signals.operator import SignalOperator
+from engine.signals.rules import Strategy, rule
 from engine.sources.replay import Replay
 from schemas.batches import CandleBatch, FeatureBatch
+from schemas.errors import ConfigError
 from tests.pipeline_inputs import real_inputs, signal_bytes
 
 M = 60_000_000_000
@@ -66,7 +66,7 @@ def test_bad_reference() -> None:
 
 def test_pipeline_with_a_higher_timeframe_filter_is_batch_size_independent() -> None:
     """1m CHoCH while the 5m trend is up, on real trades: the same stream whatever the batch size."""
-    from engine import rules
+    from engine.signals import rules
     strategy = Strategy("mtf_reversal", ("atr:14",), (
         rule("choch_with_5m_trend", "buy", "choch > 0", "trend@5m > 0", timeframes=("1m",)),
         rule("bos_with_5m_trend", "buy", "bos > 0", "trend@5m > 0", timeframes=("1m",)),

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.errors import ConfigError, StateError
 from engine.ids import stable_id
-from engine.order_blocks import OB_COLUMNS, OrderBlockOperator
-from engine.structure import SwingOperator
+from engine.structure.order_blocks import OB_COLUMNS, OrderBlockOperator
+from engine.structure.swings import SwingOperator
 from schemas.batches import CandleBatch, FeatureBatch
+from schemas.errors import ConfigError, StateError
 from tests.test_fvg import _candles, btc_5m
 from tests.test_structure_smc import SMC, eurusd
 

@@ -8,10 +8,10 @@ import numpy as np
 from engine.config import PipelineConfig
 from engine.indicators.operator import IndicatorOperator
 from engine.pipeline import build_chain, run_in_process
-from engine.signals import SignalOperator
+from engine.signals.operator import SignalOperator
+from engine.signals.rules import load_strategy
 from engine.sources.replay import Replay
-from engine.structure import SwingOperator
-from engine.rules import load_strategy
+from engine.structure.swings import SwingOperator
 from schemas.batches import CandleBatch
 from tests.pipeline_inputs import real_inputs, signal_bytes
 

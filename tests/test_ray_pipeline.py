@@ -128,7 +128,7 @@ def test_sink_keeps_latest_state(ray_local) -> None:
 def test_replay_command_on_ray_writes_parquet(ray_local, tmp_path) -> None:
     import pyarrow.parquet as pq
 
-    from engine.cli import main
+    from app.cli import main
     from tests.data_paths import SHARED_DATA
 
     out = tmp_path / "signals.parquet"

@@ -7,11 +7,11 @@ import itertools
 import numpy as np
 import pytest
 
-from engine.errors import ConfigError, InputError
 from engine.sources.files import load_any
 from engine.sources.replay import Replay
 from engine.sources.sample import sample_paths
 from schemas.batches import CandleBatch, TradeBatch
+from schemas.errors import ConfigError, InputError
 
 S = 1_000_000_000
 M = 60 * S

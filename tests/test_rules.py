@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import ConfigError
-from engine.rules import Condition, Strategy, load_strategy, rule
-from engine.signals import SignalOperator
+from engine.signals.operator import SignalOperator
+from engine.signals.rules import Condition, Strategy, load_strategy, rule
 from schemas.batches import CandleBatch, FeatureBatch
+from schemas.errors import ConfigError
 
 TOML = """
 name = "rsi_dip"

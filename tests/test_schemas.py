@@ -9,8 +9,22 @@ import pyarrow as pa
 import pytest
 
 from schemas.arrow import SCHEMAS, to_table
-from schemas.records import (BookUpdate, Candle, ChainAlert, ChainBlock, TokenTransfer, DexPair, IndicatorSnapshot, IndicatorValue, MarkPrice, ReferencePrice,
-                             Signal, StructureEvent, TradeTick, VenueEvent)
+from schemas.records import (
+    BookUpdate,
+    Candle,
+    ChainAlert,
+    ChainBlock,
+    DexPair,
+    IndicatorSnapshot,
+    IndicatorValue,
+    MarkPrice,
+    ReferencePrice,
+    Signal,
+    StructureEvent,
+    TokenTransfer,
+    TradeTick,
+    VenueEvent,
+)
 
 _SCALARS = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 

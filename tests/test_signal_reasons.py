@@ -9,11 +9,11 @@ import numpy as np
 
 from engine.config import STAGES, PipelineConfig
 from engine.pipeline import build_chain
-from engine.rules import load_strategy
+from engine.signals.rules import load_strategy
 from engine.sources.files import load_any
 from engine.sources.replay import Replay
 from engine.sources.sample import sample_paths
-from engine.timeframes import format_timeframe
+from schemas.timeframes import format_timeframe
 
 CONFIG = PipelineConfig(timeframes=("1m", "5m"))
 
@@ -70,7 +70,7 @@ def test_every_signal_is_explained_and_risk_scored() -> None:
 
 def test_every_builtin_strategy_runs_on_the_bundled_sample() -> None:
     from engine.pipeline import run_in_process
-    from engine.rules import BUILTIN
+    from engine.signals.rules import BUILTIN
 
     inputs = [load_any(p)[0] for p in sample_paths()]
     for name in BUILTIN:

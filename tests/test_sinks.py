@@ -9,13 +9,20 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from engine.errors import InputError
 from engine.sinks.jsonl import JsonlSink, record_line
 from engine.sinks.latest import LatestStateStore
 from engine.sinks.parquet import ParquetSink
 from schemas.arrow import to_table
 from schemas.batches import CandleBatch, FeatureBatch
-from schemas.records import Candle, IndicatorSnapshot, IndicatorValue, Side, Signal, StructureEvent
+from schemas.errors import InputError
+from schemas.records import (
+    Candle,
+    IndicatorSnapshot,
+    IndicatorValue,
+    Side,
+    Signal,
+    StructureEvent,
+)
 
 M = 60_000_000_000
 NAN = float("nan")

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from smartmoneyconcepts import smc
 
-from engine.fvg import FVGOperator
-from engine.structure import SwingOperator
+from engine.structure.gaps import FVGOperator
+from engine.structure.swings import SwingOperator
 from schemas.batches import CandleBatch, FeatureBatch
 from tests.indicators.series import DATA, load_bars
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from engine.structure import SwingOperator
+from engine.structure.swings import SwingOperator
 from schemas.batches import CandleBatch, FeatureBatch
 from tests.data_paths import SHARED_DATA
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from engine.errors import ConfigError
 from engine.sources.synthetic import DEFAULT_START_NS, synthetic_trades
 from engine.validation import clean_trades
+from schemas.errors import ConfigError
 
 COLUMNS = ("market", "ts", "price", "size", "side", "trade_id")
 

@@ -11,8 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from engine.chain.decode import (address, decode_event, decode_log, hex_data, quantity,
-                                 token_transfer_from_log)
+from engine.chain.decode import (
+    address,
+    decode_event,
+    decode_log,
+    hex_data,
+    quantity,
+    token_transfer_from_log,
+)
 from engine.chain.errors import ChainDataError
 from engine.chain.tracker import Header
 from engine.wallets.book import NATIVE, Transfer

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.errors import CryptoIntelError
+from schemas.errors import CryptoIntelError
 
 
 class ChainDataError(CryptoIntelError, ValueError):

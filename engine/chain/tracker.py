@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from schemas.errors import CryptoIntelError
+
 
 @dataclass(frozen=True)
 class Header:
@@ -24,7 +26,7 @@ class Header:
     timestamp: int
 
 
-class DeepReorg(RuntimeError):
+class DeepReorg(CryptoIntelError, RuntimeError):
     """The node's chain no longer contains any block the tracker holds (a fork deeper than the window)."""
 
     def __init__(self, head: int, window: int) -> None:

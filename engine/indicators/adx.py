@@ -6,7 +6,11 @@ import numpy as np
 
 from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
 from engine.indicators.registry import register
-from engine.indicators.windows import DirectionalSums, directional_indicators, linear_recursion
+from engine.indicators.windows import (
+    DirectionalSums,
+    directional_indicators,
+    linear_recursion,
+)
 
 
 def directional_index(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from engine.errors import IndicatorSpecError
+from schemas.errors import IndicatorSpecError
 
 # name -> (shape after the slot axis, dtype, initial value)
 StateSpec = dict[str, tuple[tuple[int, ...], type, float]]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import IndicatorSpecError
 from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
 from engine.indicators.registry import register
-from engine.indicators.windows import (RollingSums, RollingWindow, rolling_sum, varying_linear_recursion,
-                                       window_counts)
+from engine.indicators.windows import (
+    RollingSums,
+    RollingWindow,
+    rolling_sum,
+    varying_linear_recursion,
+    window_counts,
+)
+from schemas.errors import IndicatorSpecError
 
 FAST = 2.0 / (2 + 1)
 SLOW = 2.0 / (30 + 1)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import IndicatorSpecError
 from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
 from engine.indicators.windows import RollingWindow
+from schemas.errors import IndicatorSpecError
 
 
 def _centred_dot(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:

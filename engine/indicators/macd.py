@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import IndicatorSpecError
 from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
 from engine.indicators.ema import EMAState
 from engine.indicators.registry import register
 from engine.indicators.windows import push_where, series_after_nan
+from schemas.errors import IndicatorSpecError
 
 
 @register

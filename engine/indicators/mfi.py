@@ -6,7 +6,13 @@ import numpy as np
 
 from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
-from engine.indicators.windows import PrevBar, RollingSums, near_zero, running_sums, window_counts
+from engine.indicators.windows import (
+    PrevBar,
+    RollingSums,
+    near_zero,
+    running_sums,
+    window_counts,
+)
 
 
 def _flows(tp: np.ndarray, prev_tp: np.ndarray, volume: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from engine.errors import IndicatorSpecError
 from engine.indicators.base import Indicator
+from schemas.errors import IndicatorSpecError
 
 _REGISTRY: dict[str, type[Indicator]] = {}
 _loaded = False

@@ -6,7 +6,13 @@ import numpy as np
 
 from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
-from engine.indicators.windows import RollingSum, RollingWindow, rolling_max, rolling_min, running_sums
+from engine.indicators.windows import (
+    RollingSum,
+    RollingWindow,
+    rolling_max,
+    rolling_min,
+    running_sums,
+)
 
 
 def fast_k(close: np.ndarray, highest: np.ndarray, lowest: np.ndarray) -> np.ndarray:

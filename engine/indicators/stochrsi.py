@@ -7,8 +7,14 @@ import numpy as np
 from engine.indicators.base import Bars, Indicator, nan_out
 from engine.indicators.registry import register
 from engine.indicators.rsi import RSI
-from engine.indicators.windows import (RollingSums, RollingWindow, near_zero, rolling_max, rolling_min,
-                                       running_sums)
+from engine.indicators.windows import (
+    RollingSums,
+    RollingWindow,
+    near_zero,
+    rolling_max,
+    rolling_min,
+    running_sums,
+)
 
 
 def fast_k(value: np.ndarray, highest: np.ndarray, lowest: np.ndarray) -> np.ndarray:

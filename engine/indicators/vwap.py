@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import IndicatorSpecError
 from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
 from engine.indicators.registry import register
+from schemas.errors import IndicatorSpecError
 
 _DAY_MINUTES = 1440
 _NS_PER_MINUTE = 60_000_000_000

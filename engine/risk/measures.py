@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from engine.errors import ConfigError
+from schemas.errors import ConfigError
 
 PARKINSON_DENOM = 4.0 * np.log(2.0)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import ConfigError
 from engine.keyed import KeyedArrayOperator, SlotMap, rounds
 from engine.risk import measures as m
 from engine.risk.score import COMPONENTS, check_scales, check_weights, score
 from schemas.batches import FeatureBatch
+from schemas.errors import ConfigError
 
 YEAR_NS = 365 * 86400 * 1_000_000_000  # crypto trades every day, so a year is 365 full days
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import ConfigError
+from schemas.errors import ConfigError
 
 COMPONENTS = ("volatility", "var", "drawdown", "stop")
 # volatility regime weighs most: it moves first and drives the other three

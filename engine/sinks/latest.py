@@ -13,7 +13,13 @@ from collections.abc import Iterable
 import numpy as np
 
 from schemas.batches import CandleBatch, FeatureBatch
-from schemas.records import Candle, IndicatorSnapshot, IndicatorValue, Signal, StructureEvent
+from schemas.records import (
+    Candle,
+    IndicatorSnapshot,
+    IndicatorValue,
+    Signal,
+    StructureEvent,
+)
 
 
 class LatestStateStore:

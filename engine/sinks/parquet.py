@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from engine.errors import InputError
 from schemas.arrow import SCHEMAS, to_table
 from schemas.batches import CandleBatch
+from schemas.errors import InputError
 from schemas.records import Candle
 
 

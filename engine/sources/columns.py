@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from engine.errors import InputError
+from schemas.errors import InputError
 
 # field -> accepted column names, most specific first
 TIMESTAMP = ("timestamp", "ts", "time", "datetime", "date", "open_time", "opentime", "ts_event", "trade_time")

@@ -13,15 +13,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.errors import InputError
-from engine.sources.columns import (CANDLE_FIELDS, CANDLE_REQUIRED, TRADE_FIELDS, TRADE_REQUIRED, looks_like,
-                                    market_from_path, resolve)
+from engine.sources.columns import (
+    CANDLE_FIELDS,
+    CANDLE_REQUIRED,
+    TRADE_FIELDS,
+    TRADE_REQUIRED,
+    looks_like,
+    market_from_path,
+    resolve,
+)
 from engine.sources.convert import buyer_maker_side, to_float, to_int, to_side
 from engine.sources.readers import read_table
 from engine.sources.timestamps import to_ns
-from engine.timeframes import NS_PER_SECOND, parse_timeframe
 from engine.validation import NO_TS, Rejects, clean_candles, clean_trades
 from schemas.batches import CandleBatch, TradeBatch
+from schemas.errors import InputError
+from schemas.timeframes import NS_PER_SECOND, parse_timeframe
 
 Columns = dict[str, str] | None
 

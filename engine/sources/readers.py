@@ -17,9 +17,9 @@ import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from engine.errors import InputError
 from engine.sources.columns import HEADERLESS
 from engine.validation import Rejects
+from schemas.errors import InputError
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".feather": "feather", ".arrow": "feather",
            ".ipc": "feather", ".csv": "csv", ".json": "json"}

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import ConfigError, InputError
 from engine.sources.files import load_any
 from engine.validation import Rejects
 from schemas.batches import CandleBatch, TradeBatch
+from schemas.errors import ConfigError, InputError
 
 DEFAULT_BUCKET_NS = 60_000_000_000  # loop spacing for trade-only input
 

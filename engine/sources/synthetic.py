@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import ConfigError
 from schemas.batches import SIDE_BUY, SIDE_SELL, TradeBatch
+from schemas.errors import ConfigError
 
 DEFAULT_START_NS = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
 _BLOCK = 64  # trades per rate regime

@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import orjson
 
-from engine.timeframes import parse_timeframe
-from engine.venues.frames import (BUY, MISSING_FIELD, NS_PER_MS, SELL, UNKNOWN_MESSAGE, VENUE_ERROR, FrameError,
-                                  FrameOutput, integer, levels, number)
+from engine.venues.frames import (
+    BUY,
+    MISSING_FIELD,
+    NS_PER_MS,
+    SELL,
+    UNKNOWN_MESSAGE,
+    VENUE_ERROR,
+    FrameError,
+    FrameOutput,
+    integer,
+    levels,
+    number,
+)
 from engine.venues.symbols import market_key
 from engine.venues.venue import Venue, VenueLimits
 from schemas.records import BookUpdate, Candle, MarkPrice
+from schemas.timeframes import parse_timeframe
 
 SPOT_CHANNELS = ("aggTrade",)
 FUTURES_CHANNELS = ("aggTrade",)

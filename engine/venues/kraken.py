@@ -21,8 +21,19 @@ import orjson
 
 from engine.venues.book import L2Book
 from engine.venues.coinbase import iso_ns
-from engine.venues.frames import (BAD_VALUE, BUY, MISSING_FIELD, SELL, UNKNOWN_MESSAGE, VENUE_ERROR, FrameError,
-                                  FrameOutput, integer, levels, number)
+from engine.venues.frames import (
+    BAD_VALUE,
+    BUY,
+    MISSING_FIELD,
+    SELL,
+    UNKNOWN_MESSAGE,
+    VENUE_ERROR,
+    FrameError,
+    FrameOutput,
+    integer,
+    levels,
+    number,
+)
 from engine.venues.symbols import market_key
 from engine.venues.venue import Venue, VenueLimits
 from schemas.records import BookUpdate

@@ -18,9 +18,21 @@ import zlib
 
 import orjson
 
-from engine.venues.frames import (BAD_VALUE, MAX_I64, MISSING_FIELD, NS_PER_MS, UNKNOWN_MESSAGE,
-                                  VENUE_ERROR, FrameError, FrameOutput, integer, levels, number, object_list,
-                                  taker_side)
+from engine.venues.frames import (
+    BAD_VALUE,
+    MAX_I64,
+    MISSING_FIELD,
+    NS_PER_MS,
+    UNKNOWN_MESSAGE,
+    VENUE_ERROR,
+    FrameError,
+    FrameOutput,
+    integer,
+    levels,
+    number,
+    object_list,
+    taker_side,
+)
 from engine.venues.symbols import market_key
 from engine.venues.venue import Venue, VenueLimits
 from schemas.records import BookUpdate

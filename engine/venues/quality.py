@@ -98,5 +98,17 @@ class DataQuality:
 
 
 def _tf_ns(timeframe: str) -> int:
-    from engine.timeframes import parse_timeframe
+    from schemas.timeframes import parse_timeframe
     return parse_timeframe(timeframe)
+
+
+# venue events operators hear about on the alerts channel, and how loudly
+ALERTED_VENUE_EVENTS = {"gap": "info", "repair": "info", "resync": "info", "degraded": "high", "unrepaired": "high"}
+
+
+def venue_event_alerts(events: list) -> list[dict]:
+    """Data-quality alerts for the live feed from venue events (gaps, repairs, resyncs, degraded data)."""
+    return [{"id": f"{e.venue}:{e.market}:{e.kind}:{e.from_id}:{e.ts}", "ts": e.ts, "kind": f"data_{e.kind}",
+             "severity": ALERTED_VENUE_EVENTS[e.kind], "venue": e.venue, "market": e.market,
+             "message": f"{e.venue} {e.market} {e.kind}: {e.detail}".strip()}
+            for e in events if e.kind in ALERTED_VENUE_EVENTS]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-from engine.errors import ConfigError
 from engine.venues.venue import Venue
+from schemas.errors import ConfigError
 
 VENUES = {
     "binance": ("engine.venues.binance", "BinanceSpot"),

@@ -16,8 +16,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import ConfigError
 from engine.venues.registry import VENUES
+from schemas.errors import ConfigError
 
 
 @dataclass(frozen=True)

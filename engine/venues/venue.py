@@ -1,7 +1,7 @@
 """What every venue adapter provides: URLs, limits, subscriptions, a frame parser and REST repairs.
 
 A venue module (``binance.py``, ``coinbase.py``, ...) subclasses :class:`Venue`; the supervisor
-(``engine/venues/supervisor.py``) drives any of them the same way, so a fake venue on 127.0.0.1
+(``connectors/venues/supervisor.py``) drives any of them the same way, so a fake venue on 127.0.0.1
 and the real exchange are reached by the same code, only the base URLs differ.
 """
 

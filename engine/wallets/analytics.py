@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import ConfigError, InputError, StateError
 from engine.wallets.labels import LabelSet, normalise_address
+from schemas.errors import ConfigError, InputError, StateError
 
 MAD_SCALE = 1.4826
 # returned (with the sign of value - median) when the MAD is 0 and value differs from the median:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from engine.errors import InputError
+from schemas.errors import InputError
 
 CATEGORIES = ("exchange", "sanctioned", "mixer", "phishing", "exploit", "scam", "other")
 RISK_CATEGORIES = frozenset({"sanctioned", "mixer", "phishing", "exploit", "scam"})

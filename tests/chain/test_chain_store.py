@@ -7,9 +7,9 @@ import asyncio
 
 import asyncpg
 
+from connectors.storage.chain_store import ChainStore
+from connectors.storage.migrate import migrate
 from engine.chain.tracker import Header
-from engine.storage.chain_store import ChainStore
-from engine.storage.migrate import migrate
 from engine.wallets.book import Transfer
 from engine.wallets.labels import LabelSet
 from schemas.records import ChainAlert

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from engine.cli import main as chain_main
+from app.cli import main as chain_main
+from connectors.chain.export_job import ExportConfig, export_range
+from connectors.chain.rpc import RpcClient, RpcConfig
 from engine.chain.decode import log_from_csv_row, token_transfer_from_log
 from engine.chain.errors import ChainDataError
-from engine.chain.export_job import ExportConfig, export_range
 from engine.chain.formats import COLUMNS, RowWriter
-from engine.chain.rpc import RpcClient, RpcConfig
 from tests.chain.replay_rpc import ReplayRpc, response_file
 from tests.data_paths import SHARED_DATA
 

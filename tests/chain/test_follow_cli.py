@@ -38,7 +38,7 @@ def test_follow_cli_on_ray_stores_and_publishes(chain_node: LocalNode, pg_db: st
     env = {**os.environ, "DATABASE_URL": pg_db, "REDIS_URL": redis_url, "CRYPTO_INTEL_REDIS_NAMESPACE": namespace}
     # the follower runs from before the fork; the reorg already happened, so it sees only the final chain;
     # a second run over a live reorg is covered in test_follow_node.py
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "chain", "follow", "--rpc", node.http_url,
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "chain", "follow", "--rpc", node.http_url,
                            "--ws", node.ws_url, "--from-block", str(start), "--to-block", str(head),
                            "--chain-name", "hardhat", "--native-usd", "2000", "--whale-usd", "1000", "--shards", "2",
                            "--out-dir", str(tmp_path), "--poll-s", "0.2", "--status-s", "1"],

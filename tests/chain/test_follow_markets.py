@@ -56,7 +56,7 @@ def test_confirmed_swaps_feed_candles(chain_node: LocalNode, tmp_path: Path) -> 
         ts += 1
     head = node.head()
     confirmations = 2
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "chain", "follow", "--rpc", node.http_url,
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "chain", "follow", "--rpc", node.http_url,
                            "--from-block", str(start), "--to-block", str(head), "--chain-name", "hardhat",
                            "--confirmations", str(confirmations), "--out-dir", str(tmp_path), "--poll-s", "0.2",
                            "--status-s", "1", "--timeframes", "1m"],

@@ -10,8 +10,8 @@ import asyncio
 
 import pytest
 
-from engine.chain.follower import ChainFollower, FollowerConfig
-from engine.chain.rpc import RpcClient
+from connectors.chain.follower import ChainFollower, FollowerConfig
+from connectors.chain.rpc import RpcClient
 from engine.chain.state import ChainState
 from engine.wallets.book import Thresholds
 from tests.chain.node import LocalNode

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.chain_follow import follow
-from engine.cli import build_parser
+from app.chain_follow import follow
+from app.cli import build_parser
 from tests.chain.node import LocalNode
 from tests.refdata.fake_api import FakeApi, fixture, ok
 

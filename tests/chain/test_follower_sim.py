@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from engine.chain.follower import ChainFollower, FollowerConfig
+from connectors.chain.follower import ChainFollower, FollowerConfig
 from engine.chain.state import ChainState
 from engine.wallets.book import Thresholds
 from tests.chain.sim_chain import SimChain

@@ -208,7 +208,7 @@ async def test_proxy_cut_drops_websockets_and_reconnect_works(chain_node: LocalN
 
 
 async def test_proxy_cut_ends_a_web3_subscription_stream(chain_node: LocalNode) -> None:
-    # what engine.chain.follower sees: web3's subscription stream raises instead of hanging
+    # what connectors.chain.follower sees: web3's subscription stream raises instead of hanging
     with pytest.raises(websockets.ConnectionClosed):
         async with AsyncWeb3(WebSocketProvider(chain_node.proxied_ws_url)) as w3:
             await w3.eth.subscribe("newHeads")

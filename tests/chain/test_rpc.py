@@ -9,9 +9,14 @@ from typing import Any
 
 import pytest
 
-from engine.chain.errors import ChainDataError, RpcError, RpcMethodNotFound, RpcUnavailable
-from engine.chain.rpc import RpcClient, RpcConfig
-from engine.errors import ConfigError
+from connectors.chain.rpc import RpcClient, RpcConfig
+from engine.chain.errors import (
+    ChainDataError,
+    RpcError,
+    RpcMethodNotFound,
+    RpcUnavailable,
+)
+from schemas.errors import ConfigError
 from tests.chain.replay_rpc import ReplayRpc, response_file
 from tests.data_paths import SHARED_DATA
 

@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow.feather as feather
 
 from engine.indicators.base import Bars
-
 from tests.data_paths import SHARED_DATA as DATA
+
 CANDLE_FILES = sorted((DATA / "candles").glob("*_BTC-5m.feather")) + [
     DATA / "candles" / "UNITTEST_BTC-30m.feather",
     DATA / "candles" / "futures" / "XRP_USDT_USDT-5m-futures.feather",

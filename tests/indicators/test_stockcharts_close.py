@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from engine.indicators.base import Bars
-from tests.data_paths import SHARED_DATA
 from engine.indicators.registry import available, parse_spec
+from tests.data_paths import SHARED_DATA
 from tests.indicators.contract import assert_close
 
 SHEETS = SHARED_DATA / "indicators" / "stockcharts"

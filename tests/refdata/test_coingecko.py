@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 from aiohttp import web
 
-from engine.errors import ConfigError
-from engine.refdata.coingecko import CoinGecko, coingecko_config
-from engine.refdata.http import BadResponse, RefDataClient
+from connectors.refdata.coingecko import CoinGecko, coingecko_config
+from connectors.refdata.http import BadResponse, RefDataClient
+from schemas.errors import ConfigError
 from schemas.records import ReferencePrice
 from tests.refdata.fake_api import FakeApi, Reply, fixture, ok
 

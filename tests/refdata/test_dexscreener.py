@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
-from engine.errors import ConfigError
-from engine.refdata.dexscreener import DexScreener, dexscreener_config
-from engine.refdata.http import BadResponse, RefDataClient
+from connectors.refdata.dexscreener import DexScreener, dexscreener_config
+from connectors.refdata.http import BadResponse, RefDataClient
+from schemas.errors import ConfigError
 from schemas.records import DexPair
 from tests.refdata.fake_api import FakeApi, Reply, fixture, ok
 

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from engine.errors import ConfigError
-from engine.refdata.etherscan import (
+from connectors.refdata.etherscan import (
     Etherscan,
     EtherscanRejected,
     HistoryRow,
@@ -23,8 +22,9 @@ from engine.refdata.etherscan import (
     balances_from_history,
     etherscan_config,
 )
-from engine.refdata.http import RateLimited
+from connectors.refdata.http import RateLimited
 from engine.wallets.book import Transfer
+from schemas.errors import ConfigError
 from tests.refdata.fake_api import FakeApi, Reply, ok, status
 
 PATH = "/v2/api"

@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from engine.errors import ConfigError
-from engine.refdata.http import (
+from connectors.refdata.http import (
     BadResponse,
     ClientConfig,
     RateLimited,
@@ -20,6 +19,7 @@ from engine.refdata.http import (
     RequestRejected,
     parse_retry_after,
 )
+from schemas.errors import ConfigError
 from tests.refdata.fake_api import FakeApi, ok, status
 
 FAST = {"backoff_s": 0.01, "max_backoff_s": 0.05}

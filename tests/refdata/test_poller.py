@@ -10,10 +10,10 @@ from collections.abc import Callable
 import pytest
 from aiohttp import web
 
-from engine.refdata.coingecko import CoinGecko, coingecko_config
-from engine.refdata.dexscreener import DexScreener, dexscreener_config
-from engine.refdata.http import RateLimited, RefDataUnavailable
-from engine.refdata.poller import RefDataPoller, RefRecord
+from connectors.refdata.coingecko import CoinGecko, coingecko_config
+from connectors.refdata.dexscreener import DexScreener, dexscreener_config
+from connectors.refdata.http import RateLimited, RefDataUnavailable
+from connectors.refdata.poller import RefDataPoller, RefRecord
 from schemas.records import DexPair, ReferencePrice
 from tests.refdata.fake_api import FakeApi, Reply, fixture, ok, status
 

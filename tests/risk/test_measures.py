@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.errors import ConfigError
 from engine.risk import measures as m
+from schemas.errors import ConfigError
 from tests.risk.data import MARKETS, bars
 
 WINDOW = 60

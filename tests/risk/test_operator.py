@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.errors import ConfigError, StateError
 from engine.risk import RiskOperator
 from engine.risk import measures as m
 from engine.risk.score import score
 from schemas.batches import FeatureBatch
+from schemas.errors import ConfigError, StateError
 from tests.risk.data import MARKETS, TF_5M, bars, interleaved
 
 WINDOW, ATR_WINDOW, HISTORY, STOP_ATR = 50, 14, 80, 2.0
@@ -137,7 +137,7 @@ def test_state_is_bounded() -> None:
 
 
 def test_snapshot_of_other_operator_is_rejected() -> None:
-    from engine.structure import SwingOperator
+    from engine.structure.swings import SwingOperator
     with pytest.raises(StateError):
         make().restore(SwingOperator().snapshot())
 

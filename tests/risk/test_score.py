@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.errors import ConfigError
 from engine.risk.score import COMPONENTS, DEFAULT_SCALES, DEFAULT_WEIGHTS, score
+from schemas.errors import ConfigError
 
 GRID = np.linspace(0.0, 0.5, 51)
 

@@ -44,11 +44,11 @@ def _free_port() -> int:
 
 async def _fill(database_url: str, redis_url: str, namespace: str) -> tuple[list[str], list[str]]:
     from actors.store import Store
+    from connectors.storage.migrate import migrate
     from engine.config import PipelineConfig
     from engine.pipeline import STAGES, build_chain
     from engine.sources.files import load_any
     from engine.sources.sample import sample_paths
-    from engine.storage.migrate import migrate
 
     await migrate(database_url)
     store = Store(database_url, redis_url, tempfile.mkdtemp(prefix="api-spill-"), namespace=namespace)

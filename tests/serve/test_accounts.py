@@ -17,10 +17,18 @@ import pytest_asyncio
 import redis.asyncio
 
 import serve.keys
-from engine.errors import CryptoIntelError
-from engine.storage.redis_keys import RedisKeys
-from serve.accounts import (Accounts, AccountError, DuplicateUserError, Principal, UnknownKeyError,
-                            UnknownRoleError, UnknownTierError, UnknownUserError)
+from connectors.storage.redis_keys import RedisKeys
+from schemas.errors import CryptoIntelError
+from serve.accounts import (
+    AccountError,
+    Accounts,
+    DuplicateUserError,
+    Principal,
+    UnknownKeyError,
+    UnknownRoleError,
+    UnknownTierError,
+    UnknownUserError,
+)
 from serve.bootstrap import ensure_admin_key
 from serve.keys import hash_key, key_id, new_api_key
 from serve.limits import KeyRateLimiter

@@ -15,8 +15,8 @@ from urllib.parse import quote
 import pytest
 import pytest_asyncio
 
-from engine.storage.redis_feed import RedisFeed
-from engine.storage.redis_keys import RedisKeys
+from connectors.storage.redis_feed import RedisFeed
+from connectors.storage.redis_keys import RedisKeys
 from serve.accounts import Accounts
 from serve.feed import FeedServer
 from tests.serve.api_fixtures import RunningApi

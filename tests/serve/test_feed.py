@@ -17,8 +17,8 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from engine.storage.redis_feed import RedisFeed
-from engine.storage.redis_keys import RedisKeys
+from connectors.storage.redis_feed import RedisFeed
+from connectors.storage.redis_keys import RedisKeys
 from serve.accounts import Accounts
 from serve.channels import parse_seq
 from serve.feed import FeedServer
@@ -35,7 +35,7 @@ MIN = 60_000_000_000
 @pytest.fixture(scope="module")
 def accounts_db(pg_url: str) -> Iterator[str]:  # noqa: F811
     """One migrated database for the module: creating one per test would dominate the run time."""
-    from engine.storage.migrate import migrate
+    from connectors.storage.migrate import migrate
     name = f"ci_test_{secrets.token_hex(6)}"
     asyncio.run(_admin(pg_url, f'CREATE DATABASE "{name}"'))
     p = urlsplit(pg_url)

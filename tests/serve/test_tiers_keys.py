@@ -6,9 +6,18 @@ import re
 
 import pytest
 
-from engine.errors import ConfigError, CryptoIntelError
+from schemas.errors import ConfigError, CryptoIntelError
 from serve.keys import constant_time_equal, hash_key, key_id, new_api_key, redact
-from serve.tiers import CHANNEL_KINDS, ROLES, TIERS, Tier, UnknownRoleError, UnknownTierError, check_role, tier
+from serve.tiers import (
+    CHANNEL_KINDS,
+    ROLES,
+    TIERS,
+    Tier,
+    UnknownRoleError,
+    UnknownTierError,
+    check_role,
+    tier,
+)
 
 
 def test_tiers_grow_from_free_to_enterprise() -> None:

@@ -67,7 +67,7 @@ def pg_db(pg_url: str) -> Iterator[str]:
 @pytest.fixture
 def pg_migrated(pg_db: str) -> str:
     """A fresh database with every migration applied."""
-    from engine.storage.migrate import migrate
+    from connectors.storage.migrate import migrate
     asyncio.run(migrate(pg_db))
     return pg_db
 

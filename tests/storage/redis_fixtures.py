@@ -23,7 +23,7 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from engine.storage.redis_keys import RedisKeys
+from connectors.storage.redis_keys import RedisKeys
 from tests.services import unavailable
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"

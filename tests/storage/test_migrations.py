@@ -14,9 +14,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from engine.storage.maintain import maintain, partitions
-from engine.storage.migrate import MIGRATIONS_DIR, MigrationError, downgrade, load_migrations, migrate, status
-from engine.storage.tables import TABLES
+from connectors.storage.maintain import maintain, partitions
+from connectors.storage.migrate import (
+    MIGRATIONS_DIR,
+    MigrationError,
+    downgrade,
+    load_migrations,
+    migrate,
+    status,
+)
+from connectors.storage.tables import TABLES
 from tests.storage.pg_fixtures import pg_db, pg_migrated, pg_url  # noqa: F401 - fixtures
 
 EXPECTED_TABLES = {"markets", "candles", "trades", "indicator_snapshots", "structure_events", "order_blocks",
@@ -38,7 +45,7 @@ async def _fetch(url: str, sql: str, *args):
 
 def _cli(*args: str, url: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DATABASE_URL": url}
-    return subprocess.run([sys.executable, "-m", "engine.cli", "db", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "app.cli", "db", *args], capture_output=True, text=True,
                           env=env, timeout=120)
 
 
@@ -77,7 +84,7 @@ def test_writer_table_specs_match_the_migrated_tables(pg_migrated: str) -> None:
 
 def test_concurrent_migrate_from_two_processes(pg_db: str) -> None:
     env = {**os.environ, "DATABASE_URL": pg_db}
-    procs = [subprocess.Popen([sys.executable, "-m", "engine.cli", "db", "migrate"], stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-m", "app.cli", "db", "migrate"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
@@ -112,7 +119,7 @@ def test_cli_status_migrate_downgrade(pg_db: str) -> None:
 
 def test_cli_without_database_says_how_to_fix() -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    out = subprocess.run([sys.executable, "-m", "engine.cli", "db", "status"], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-m", "app.cli", "db", "status"], capture_output=True, text=True, env=env)
     assert out.returncode == 2 and "DATABASE_URL" in out.stderr
     out = _cli("status", url="postgresql://postgres:secret@127.0.0.1:1/nowhere")
     assert out.returncode == 2 and "secret" not in out.stderr and "127.0.0.1" in out.stderr

@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from engine.storage import rows
-from engine.storage.pg_writer import PgWriter
-from engine.storage.spill import SpillDir
-from engine.storage.tables import table
+from connectors.storage import rows
+from connectors.storage.pg_writer import PgWriter
+from connectors.storage.spill import SpillDir
+from connectors.storage.tables import table
 from schemas.records import Signal, StructureEvent
 from tests.storage.pg_fixtures import pg_db, pg_migrated, pg_url, table_digest  # noqa: F401 - fixtures
 from tests.storage.sample_rows import chunks, real_candles
@@ -96,7 +96,7 @@ async def test_writing_the_same_batches_twice_leaves_identical_tables(pg_migrate
 
 
 async def test_replay_after_a_crash_leaves_identical_tables(pg_migrated: str, pg_db: str, tmp_path: Path) -> None:
-    from engine.storage.migrate import migrate
+    from connectors.storage.migrate import migrate
     await migrate(pg_db)
     batches = [("candles", rows.candles(c)) for c in chunks(real_candles(), 5_000)]
     await _write_all(pg_db, tmp_path / "reference", batches)  # the clean run to compare with

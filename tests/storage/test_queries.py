@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from engine.storage import rows
-from engine.storage.pg_writer import PgWriter
-from engine.storage.queries import MAX_LIMIT, Queries, QueryError
-from engine.storage.tables import table
+from connectors.storage import rows
+from connectors.storage.pg_writer import PgWriter
+from connectors.storage.queries import MAX_LIMIT, Queries, QueryError
+from connectors.storage.tables import table
 from schemas.records import Signal, StructureEvent
 from tests.storage.pg_fixtures import pg_db, pg_migrated, pg_url  # noqa: F401 - fixtures
 from tests.storage.sample_rows import real_candles

@@ -9,9 +9,13 @@ import pytest_asyncio
 import redis
 import redis.asyncio
 
-from engine.errors import ConfigError, InputError
-from engine.storage.checkpoints import Checkpoint, RedisCheckpointStore, SyncCheckpointStore
-from engine.storage.redis_keys import RedisKeys
+from connectors.storage.checkpoints import (
+    Checkpoint,
+    RedisCheckpointStore,
+    SyncCheckpointStore,
+)
+from connectors.storage.redis_keys import RedisKeys
+from schemas.errors import ConfigError, InputError
 from tests.storage.redis_fixtures import redis_keys, redis_url  # noqa: F401  (fixtures)
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")

@@ -10,9 +10,9 @@ import pytest
 import pytest_asyncio
 import redis.asyncio
 
-from engine.errors import ConfigError, InputError
-from engine.storage.redis_feed import RedisFeed
-from engine.storage.redis_keys import RedisKeys, encode_record
+from connectors.storage.redis_feed import RedisFeed
+from connectors.storage.redis_keys import RedisKeys, encode_record
+from schemas.errors import ConfigError, InputError
 from tests.storage.redis_fixtures import aredis, redis_keys, redis_url  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import ConfigError, InputError
-from engine.storage.redis_keys import CHANNELS, RedisKeys, decode_record, encode_record
+from connectors.storage.redis_keys import (
+    CHANNELS,
+    RedisKeys,
+    decode_record,
+    encode_record,
+)
+from schemas.errors import ConfigError, InputError
 
 
 def test_key_names_are_versioned_and_stable() -> None:

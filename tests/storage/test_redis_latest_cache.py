@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from engine.errors import ConfigError
-from engine.storage.latest_cache import LatestCache
-from engine.storage.redis_keys import RedisKeys
+from connectors.storage.latest_cache import LatestCache
+from connectors.storage.redis_keys import RedisKeys
+from schemas.errors import ConfigError
 from tests.storage.redis_fixtures import redis_keys, redis_url  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -8,10 +8,16 @@ import secrets
 import pytest
 import redis.asyncio
 
-from engine.errors import ConfigError
-from engine.storage.ratelimit import Decision, TokenBucket
-from engine.storage.redis_keys import RedisKeys
-from tests.storage.redis_fixtures import RedisServer, aredis, private_redis, redis_keys, redis_url  # noqa: F401
+from connectors.storage.ratelimit import Decision, TokenBucket
+from connectors.storage.redis_keys import RedisKeys
+from schemas.errors import ConfigError
+from tests.storage.redis_fixtures import (  # noqa: F401
+    RedisServer,
+    aredis,
+    private_redis,
+    redis_keys,
+    redis_url,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -10,8 +10,8 @@ import pytest
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from engine.storage.redis_feed import RedisFeed
-from engine.storage.redis_keys import RedisKeys
+from connectors.storage.redis_feed import RedisFeed
+from connectors.storage.redis_keys import RedisKeys
 from tests.storage.redis_fixtures import RedisServer, private_redis  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -22,7 +22,6 @@ from tests.serve.browser import PIXELS, chromium_path, until
 from tests.storage.pg_fixtures import pg_db, pg_url  # noqa: F401 - fixtures
 from tests.storage.redis_fixtures import redis_url  # noqa: F401 - fixture
 
-
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
@@ -78,10 +77,10 @@ async def _watch_live(http_port: int, ws_port: int, key: str) -> dict:
 
 async def _watch_dashboard(http_port: int, ws_port: int, key: str, artifacts: Path) -> dict:
     """Open the dashboard of the running job in headless Chromium; wait for history, a signal and live candles."""
-    from playwright.async_api import async_playwright
     from urllib.parse import quote
 
     import aiohttp
+    from playwright.async_api import async_playwright
     signal = None
     deadline = time.monotonic() + 90
     async with aiohttp.ClientSession(headers={"X-API-Key": key}) as s:
@@ -123,7 +122,7 @@ def test_run_with_database_and_redis_persists_while_running(pg_db: str, redis_ur
     namespace = f"test-run-{secrets.token_hex(4)}"
     env = {**os.environ, "DATABASE_URL": pg_db, "REDIS_URL": redis_url, "CRYPTO_INTEL_REDIS_NAMESPACE": namespace}
     http_port, ws_port = _free_port(), _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--max-seconds", "90", "--no-dashboard",
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--max-seconds", "90", "--no-dashboard",
                              "--out-dir", str(tmp_path), "--checkpoint-s", "5", "--http-port", str(http_port),
                              "--ws-port", str(ws_port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -13,10 +13,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
+from connectors.venues.rest import VenueRest
 from engine.venues.binance import BinanceSpot
 from engine.venues.capture import RESPONSE, read_capture, received_frames
 from engine.venues.frames import FrameOutput, parse_frame
-from engine.venues.rest import VenueRest
 from tests.data_paths import SHARED_DATA
 from tests.venues.fake_venue import (
     BINANCE_AGG_TRADES_PATHS,

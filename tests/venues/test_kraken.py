@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from engine.venues.book import L2Book
 from engine.venues.capture import SENT, read_capture, received_frames
 from engine.venues.frames import FrameError, FrameOutput, parse_frame
-from engine.venues.kraken import Kraken, KrakenBook, KrakenParser, kraken_checksum, seconds_ns
+from engine.venues.kraken import (
+    Kraken,
+    KrakenBook,
+    KrakenParser,
+    kraken_checksum,
+    seconds_ns,
+)
 from engine.venues.registry import make_venue
 from schemas.batches import SIDE_BUY, SIDE_SELL
 from tests.data_paths import SHARED_DATA

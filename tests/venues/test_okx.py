@@ -19,7 +19,11 @@ from engine.venues.okx import Okx, OkxBook, OkxParser, okx_checksum
 from engine.venues.registry import make_venue
 from schemas.batches import SIDE_BUY, SIDE_SELL
 from tests.data_paths import SHARED_DATA
-from tests.venues.test_bybit import MUTATIONS, check_output, mutate  # the same frame mutations as Bybit's
+from tests.venues.test_bybit import (  # the same frame mutations as Bybit's
+    MUTATIONS,
+    check_output,
+    mutate,
+)
 
 WIRE = Path(SHARED_DATA) / "wire"
 FIXTURES = WIRE / "venue-fixtures" / "okx" / "test_data"

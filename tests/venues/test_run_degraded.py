@@ -48,7 +48,7 @@ async def _scenario(db: str, out_dir: Path, frames: list[str], first_id: int) ->
         env = {**os.environ, "DATABASE_URL": db}
         env.pop("REDIS_URL", None)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "engine.cli", "run", "--no-dashboard", "--max-seconds", "30",
+            sys.executable, "-m", "app.cli", "run", "--no-dashboard", "--max-seconds", "30",
             "--out-dir", str(out_dir), "--http-port", str(_free_port()), "--ws-port", str(_free_port()),
             "--source", "binance:XRPETH", "--venue-url", f"binance.ws={venue.ws_url}",
             "--venue-url", f"binance.rest={venue.rest_url}", "--repair-hold-s", "0.3", "--timeframes", "1m",

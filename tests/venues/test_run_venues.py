@@ -37,7 +37,7 @@ async def test_two_venues_through_ray_give_candles_signals_and_metrics(tmp_path:
     spot.drop_at(5000, lost=50)  # a dropped connection mid-run: healed by a REST backfill
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "engine.cli", "run", "--no-dashboard", "--max-seconds", "25",
+            sys.executable, "-m", "app.cli", "run", "--no-dashboard", "--max-seconds", "25",
             "--out-dir", str(tmp_path), "--http-port", "0", "--ws-port", "0",
             "--source", "binance:XRPETH", "--source", "binance_futures:BTCUSDT",
             "--venue-url", f"binance.ws={spot.ws_url}", "--venue-url", f"binance.rest={spot.rest_url}",

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from connectors.venues.supervisor import SupervisorConfig, VenueSupervisor
 from engine.candles import CandleAggregator
 from engine.sources.files import load_any
 from engine.venues.binance import BinanceSpot
 from engine.venues.quality import DataQuality
-from engine.venues.supervisor import SupervisorConfig, VenueSupervisor
 from engine.venues.wire import binance_agg_trade_frames
 from schemas.batches import CandleBatch, TradeBatch
 from tests.data_paths import SHARED_DATA

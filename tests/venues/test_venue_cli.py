@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import ConfigError
 from engine.sources.files import load_any
 from engine.venues.sources import build_sources, load_config
 from engine.venues.wire import binance_agg_trade_frames
+from schemas.errors import ConfigError
 from tests.data_paths import SHARED_DATA
 from tests.venues.fake_venue import FakeVenue, binance_agg_trades_route
 
@@ -20,7 +20,7 @@ WIRE = Path(SHARED_DATA) / "wire"
 
 
 async def _cli(*args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "engine.cli", *args,
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "app.cli", *args,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     return proc.returncode, out.decode()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from connectors.venues.supervisor import SupervisorConfig
 from engine.sources.files import load_any
 from engine.venues.sources import SourceSpec
-from engine.venues.supervisor import SupervisorConfig
 from engine.venues.wire import binance_agg_trade_frames
 from tests.data_paths import SHARED_DATA
 from tests.venues.fake_venue import FakeVenue, binance_agg_trades_route

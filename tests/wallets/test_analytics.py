@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.errors import ConfigError, InputError, StateError
 from engine.wallets.analytics import (
     DEGENERATE_Z,
     MAD_SCALE,
@@ -21,6 +20,7 @@ from engine.wallets.analytics import (
     robust_z,
 )
 from engine.wallets.labels import Label, LabelSet
+from schemas.errors import ConfigError, InputError, StateError
 
 BIG = 2**200
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import InputError
 from engine.wallets.labels import (
     CATEGORIES,
     Label,
@@ -22,6 +21,7 @@ from engine.wallets.labels import (
     read_sources,
     write_bundle,
 )
+from schemas.errors import InputError
 
 BINANCE = "0x3f5ce5fbfe3e9af3971dd833d26ba9b5c936f0be"
 USDT = "0xdac17f958d2ee523a2206206994597c13d831ec7"

@@ -1,0 +1,1 @@
+"""Commands and long-running jobs: argument parsing, configuration, starting and stopping things."""

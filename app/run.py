@@ -1,0 +1,85 @@
+"""``crypto-intel run``: the bundled real sample replayed live through the sharded pipeline on Ray."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from app.services import StoreSettings, close_services, save_checkpoint, start_serving
+from engine.config import PipelineConfig
+from engine.sources.align import align_starts, last_event_ts
+
+
+def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
+    """Run until --max-seconds or Ctrl-C, printing a one-line status; signals go to --out-dir."""
+    from actors.pipeline import RayPipeline
+    from actors.runtime import start_ray, stop_ray
+    from app.inputs import check_strategy, load_inputs
+    from engine.sources.replay import Replay
+    from engine.sources.sample import sample_paths
+
+    check_strategy(config)
+    paths = args.input or [str(p) for p in sample_paths()]
+    inputs = align_starts(load_inputs(paths, args.market, args.columns))
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    signals_path = out_dir / "signals.jsonl"
+
+    services = StoreSettings.from_env(out_dir)
+    if services.database_url:
+        services.migrate()
+    url = start_ray(dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port)
+    print(f"Ray dashboard: {url or 'disabled'}", file=sys.stderr)
+    print(f"replaying {len(inputs)} inputs at x{args.speed:g} real time; signals -> {signals_path}"
+          f"{services.describe()}; Ctrl-C stops", file=sys.stderr)
+    store = services.start_actor(config.actor_cpus)
+    lines, feed = start_serving(services, args.host, args.http_port, out_dir, args.ws_port)
+    for line in lines:
+        print(line, file=sys.stderr)
+    checkpoints = services.checkpoint_store()
+    pipe = RayPipeline(config, out_path=str(signals_path), keep=False, store=store)
+    last_checkpoint = time.monotonic()
+    replay = Replay(inputs, batch_size=config.batch_size, speed=args.speed, loop=True, max_idle_s=1.0)
+    t0 = last = time.monotonic()
+    sent_at_last = 0
+    source_ts = 0
+    tty = sys.stderr.isatty()
+    stopped = "time limit"
+    try:
+        for batch in replay:
+            source_ts = max(source_ts, last_event_ts(batch))
+            pipe.send(batch, {"replay": replay.offset})
+            now = time.monotonic()
+            if now - last >= 1.0:
+                if config.linger_ms:
+                    pipe.tick()  # lingering partial batches go out even when the source is quiet
+                st = pipe.status()
+                rate = (pipe.rows - sent_at_last) / (now - last)
+                lag_s = (source_ts - st["last_event_ts"]) / 1e9 if st["last_event_ts"] else float("nan")
+                line = (f"{now - t0:6.1f}s  {rate:,.0f} events/s  {st['candles']:,} candles  "
+                        f"{st['signals']:,} signals  latency p50 {st['latency_p50_ms']:.1f} ms "
+                        f"p99 {st['latency_p99_ms']:.1f} ms  event-time lag {lag_s:,.0f}s")
+                print(("\r\x1b[2K" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+                last, sent_at_last = now, pipe.rows
+            if checkpoints is not None and now - last_checkpoint >= args.checkpoint_s:
+                save_checkpoint(checkpoints, pipe)
+                last_checkpoint = time.monotonic()
+            if args.max_seconds is not None and now - t0 >= args.max_seconds:
+                break
+    except KeyboardInterrupt:
+        stopped = "Ctrl-C"
+    finally:
+        if tty:
+            print(file=sys.stderr)
+        try:
+            pipe.finish()
+            st = pipe.status()
+            print(f"stopped ({stopped}) after {time.monotonic() - t0:.1f}s: {pipe.rows:,} events, "
+                  f"{st['candles']:,} candles, {st['signals']:,} signals -> {signals_path}", file=sys.stderr)
+            close_services(services, checkpoints, pipe, store, feed)
+        finally:
+            pipe.shutdown()
+            stop_ray()
+    return 0

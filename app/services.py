@@ -1,0 +1,147 @@
+"""Which services the main job uses: ``DATABASE_URL`` and ``REDIS_URL`` switch Postgres and Redis on.
+
+Without them the engine keeps its embedded defaults (files and in-memory state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.storage.urls import redact
+
+PIPELINE_NAME = "run"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Service URLs, the Redis key namespace and where the Postgres writer parks batches."""
+
+    database_url: str | None
+    redis_url: str | None
+    spill_dir: Path
+    namespace: str = "ci"
+
+    @classmethod
+    def from_env(cls, out_dir: Path) -> "StoreSettings":
+        return cls(os.environ.get("DATABASE_URL") or None, os.environ.get("REDIS_URL") or None,
+                   Path(os.environ.get("CRYPTO_INTEL_SPILL_DIR", out_dir / "spill")),
+                   os.environ.get("CRYPTO_INTEL_REDIS_NAMESPACE", "ci"))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.database_url or self.redis_url)
+
+    def describe(self) -> str:
+        parts = []
+        if self.database_url:
+            parts.append(f"Postgres {redact(self.database_url)}")
+        if self.redis_url:
+            parts.append(f"Redis {redact(self.redis_url)} (namespace {self.namespace})")
+        return f"; persisting to {' and '.join(parts)}" if parts else ""
+
+    def migrate(self) -> None:
+        """Bring the database to the latest schema (a no-op when it already is)."""
+        from connectors.storage.migrate import migrate
+        done = asyncio.run(migrate(self.database_url))
+        if done:
+            print(f"applied {len(done)} migration(s) to {redact(self.database_url)}", file=sys.stderr)
+
+    def start_actor(self, num_cpus: float):
+        """The store actor, or None when no service is configured."""
+        if not self.enabled:
+            return None
+        from actors.store import StoreActor
+        return StoreActor.options(num_cpus=num_cpus).remote(self.database_url, self.redis_url, str(self.spill_dir),
+                                                             namespace=self.namespace)
+
+    def checkpoint_store(self):
+        """Redis checkpoint store for shard snapshots, or None without Redis."""
+        if not self.redis_url:
+            return None
+        import redis
+
+        from connectors.storage.checkpoints import SyncCheckpointStore
+        from connectors.storage.redis_keys import RedisKeys
+        return SyncCheckpointStore(redis.Redis.from_url(self.redis_url, socket_timeout=5),
+                                   RedisKeys(namespace=self.namespace))
+
+    @staticmethod
+    def summary(stats: dict) -> str:
+        """One line on what reached the services."""
+        out = []
+        if "postgres" in stats:
+            pg = stats["postgres"]
+            out.append(f"Postgres: {pg['rows_written']:,} rows written, {pg['spill_files']} batches parked, "
+                       f"{pg['rows_rejected']:,} refused")
+        if "redis" in stats:
+            r = stats["redis"]
+            out.append(f"Redis feed: {r['published']:,} published, {r['backlog']:,} waiting, {r['dropped']:,} dropped")
+        return "; ".join(out)
+
+
+def close_services(services: StoreSettings, checkpoints, pipe, store, feed) -> None:
+    """End of a live run: a last checkpoint, the store's summary, the feed server stopped."""
+    import ray
+
+    if checkpoints is not None:
+        save_checkpoint(checkpoints, pipe)
+    if store is not None:
+        print(services.summary(ray.get(store.close.remote())), file=sys.stderr)
+    if feed is not None:
+        ray.get(feed.stop.remote())
+
+
+def save_checkpoint(store, pipe) -> None:
+    """A coordinated snapshot of every shard with the source offsets, one Redis key per shard."""
+    import redis
+
+    layers = pipe.snapshot()
+    try:
+        shard = 0
+        for layer in layers:
+            for state in layer:
+                store.save(PIPELINE_NAME, shard, state, pipe.offsets)
+                shard += 1
+    except (redis.ConnectionError, redis.TimeoutError) as e:
+        # the engine goes on without this checkpoint; the next one will try again
+        print(f"\ncheckpoint skipped: Redis unavailable ({e})", file=sys.stderr)
+
+
+def start_serving(settings: StoreSettings, host: str, http_port: int, out_dir: Path,
+                  ws_port: int = 8001) -> tuple[list[str], object | None]:
+    """With Postgres and Redis configured: first-run admin key, the HTTP API on Serve and the
+    WebSocket feed actor. Returns lines to print (URLs, a generated admin key exactly once) and
+    the feed actor, which lives as long as the caller holds it."""
+    if not (settings.database_url and settings.redis_url):
+        return ["HTTP API and WebSocket feed: off (set DATABASE_URL and REDIS_URL to serve them)"], None
+    from serve.accounts import Accounts
+    from serve.api import ApiSettings
+    from serve.app import start_api
+    from serve.bootstrap import ENV_VAR, ensure_admin_key
+
+    key_file = out_dir / "admin-api-key"
+
+    async def bootstrap() -> str | None:
+        accounts = await Accounts.create(settings.database_url)
+        try:
+            return await ensure_admin_key(accounts, key_file, os.environ.get(ENV_VAR))
+        finally:
+            await accounts.close()
+    key = asyncio.run(bootstrap())
+    url = start_api(ApiSettings(settings.database_url, settings.redis_url, settings.namespace), host=host, port=http_port)
+    import ray
+
+    from serve.feed_actor import FeedActor
+    feed = FeedActor.options(num_cpus=0).remote(
+        settings.database_url, settings.redis_url, settings.namespace, host, ws_port)
+    bound = ray.get(feed.start.remote())
+    lines = [f"HTTP API: {url}/api/v1 (OpenAPI: {url}/openapi.json, docs: {url}/docs)",
+             f"WebSocket feed: ws://{host}:{bound}/ws/v1/feed (key as ?key=, Authorization: Bearer or X-API-Key)",
+             f"Dashboard: {url}/dashboard?ws=ws://{host}:{bound}/ws/v1/feed (asks for an API key)"]
+    if key:
+        lines.append(f"first start: admin API key {key} (shown once; also saved to {key_file}, mode 0600)")
+    return lines, feed

@@ -1,0 +1,1 @@
+"""I/O connectors: everything that talks to the outside world (Postgres, Redis, venues, JSON-RPC, reference data)."""

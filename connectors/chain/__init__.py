@@ -1,0 +1,1 @@
+"""Ethereum JSON-RPC client, the chain follower and the export job."""

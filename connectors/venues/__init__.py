@@ -1,0 +1,1 @@
+"""Venue connections: the supervised WebSocket session and the REST client."""

@@ -1,6 +1,0 @@
-"""Reference data from market-data aggregators: CoinGecko prices and DexScreener pools, polled over HTTP.
-
-:mod:`engine.refdata.http` holds the shared JSON client (cache, rate limits, retries), the source
-modules turn responses into :class:`schemas.records.ReferencePrice` / :class:`schemas.records.DexPair`,
-and :mod:`engine.refdata.poller` keeps the latest values fresh.
-"""

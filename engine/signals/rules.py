@@ -1,0 +1,199 @@
+"""Signal rules: conditions over indicator, candle and structure columns, loaded from Python or TOML.
+
+A condition reads ``"<column> <op> <column|number>"`` with op one of ``> < >= <= crosses_above
+crosses_below``, e.g. ``"rsi_14 crosses_below 30"`` or ``"close > ema_200"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from schemas.errors import ConfigError
+
+OPS = (">", "<", ">=", "<=", "crosses_above", "crosses_below")
+SIDES = ("buy", "sell")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``left op right``; ``right`` is a column name or a constant."""
+
+    left: str
+    op: str
+    right: str | float
+
+    @classmethod
+    def parse(cls, text: str) -> "Condition":
+        parts = text.split()
+        if len(parts) != 3 or parts[1] not in OPS:
+            raise ConfigError(f"bad condition {text!r}: write '<column> <op> <column or number>' "
+                              f"with op one of {', '.join(OPS)}")
+        try:
+            right: str | float = float(parts[2])
+        except ValueError:
+            right = parts[2]
+        return cls(parts[0], parts[1], right)
+
+    def columns(self) -> list[str]:
+        return [self.left] + ([self.right] if isinstance(self.right, str) else [])
+
+    def __str__(self) -> str:
+        right = self.right if isinstance(self.right, str) else f"{self.right:g}"
+        return f"{self.left} {self.op} {right}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """All conditions true on a closed bar → a Signal of ``side`` named ``name``."""
+
+    name: str
+    side: str
+    when: tuple[Condition, ...]
+    strength: float = 0.5
+    timeframes: tuple[str, ...] = ()  # empty: every timeframe
+    stop_atr: float | None = None  # stop at close ∓ stop_atr × the ATR column
+    target_atr: float | None = None  # first target at close ± target_atr × ATR
+    more_targets_atr: tuple[float, ...] = ()  # further targets, in ATR multiples, farther out
+    atr: str = "atr_14"
+    cooldown_bars: int = 0  # after firing, stay quiet this many bars of the same market and timeframe
+
+    def __post_init__(self) -> None:
+        if self.side not in SIDES:
+            raise ConfigError(f"rule {self.name!r}: side must be buy or sell, got {self.side!r}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ConfigError(f"rule {self.name!r}: strength must be within 0..1, got {self.strength}")
+        if not self.when:
+            raise ConfigError(f"rule {self.name!r}: needs at least one condition")
+        targets = ((self.target_atr,) if self.target_atr else ()) + tuple(self.more_targets_atr)
+        if self.more_targets_atr and not self.target_atr:
+            raise ConfigError(f"rule {self.name!r}: more targets need a first target_atr")
+        if any(b <= a for a, b in zip(targets, targets[1:])) or any(t <= 0 for t in targets):
+            raise ConfigError(f"rule {self.name!r}: targets must be positive and increasing, got {targets}")
+        if self.cooldown_bars < 0:
+            raise ConfigError(f"rule {self.name!r}: cooldown_bars must be >= 0, got {self.cooldown_bars}")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A named set of rules and the indicators they read."""
+
+    name: str
+    indicators: tuple[str, ...]
+    rules: tuple[Rule, ...]
+    description: str = ""
+    max_risk_score: float | None = None  # signals above it are flagged "risk_limit", never dropped
+    version: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        names = [r.name for r in self.rules]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"strategy {self.name!r}: rule names must be unique, got {names}")
+        text = repr((self.indicators, self.rules, self.max_risk_score))
+        object.__setattr__(self, "version", hashlib.blake2b(text.encode(), digest_size=4).hexdigest())
+
+    def columns(self) -> set[str]:
+        cols = {c for r in self.rules for cond in r.when for c in cond.columns()}
+        cols |= {r.atr for r in self.rules if r.stop_atr or r.target_atr}
+        return cols
+
+
+def rule(name: str, side: str, *when: str, **kw) -> Rule:
+    """Shorthand used by the built-in strategies."""
+    return Rule(name, side, tuple(Condition.parse(w) for w in when), **kw)
+
+
+BUILTIN: dict[str, Strategy] = {
+    "default": Strategy(
+        "default",
+        ("rsi:14", "ema:20", "ema:50", "ema:200", "atr:14"),
+        (
+            rule("rsi_oversold_uptrend", "buy", "rsi_14 crosses_below 30", "close > ema_200",
+                 strength=0.6, stop_atr=2.0, target_atr=3.0),
+            rule("rsi_overbought_downtrend", "sell", "rsi_14 crosses_above 70", "close < ema_200",
+                 strength=0.6, stop_atr=2.0, target_atr=3.0),
+            rule("ema_cross_up", "buy", "ema_20 crosses_above ema_50", "close > ema_200",
+                 strength=0.5, stop_atr=2.0, target_atr=4.0),
+            rule("ema_cross_down", "sell", "ema_20 crosses_below ema_50", "close < ema_200",
+                 strength=0.5, stop_atr=2.0, target_atr=4.0),
+            rule("swing_breakout_up", "buy", "close crosses_above last_swing_high",
+                 strength=0.4, stop_atr=1.5, target_atr=3.0),
+            rule("swing_breakdown", "sell", "close crosses_below last_swing_low",
+                 strength=0.4, stop_atr=1.5, target_atr=3.0),
+        ),
+        "RSI extremes with the 200 EMA trend, EMA 20/50 crosses, and breaks of confirmed swings.",
+    ),
+    "trend": Strategy(
+        "trend",
+        ("ema:20", "ema:50", "ema:200", "adx:14", "atr:14"),
+        (
+            rule("trend_long", "buy", "ema_20 crosses_above ema_50", "close > ema_200", "adx_14 > 20",
+                 strength=0.6, stop_atr=2.5, target_atr=3.0, more_targets_atr=(5.0, 8.0), cooldown_bars=10),
+            rule("trend_short", "sell", "ema_20 crosses_below ema_50", "close < ema_200", "adx_14 > 20",
+                 strength=0.6, stop_atr=2.5, target_atr=3.0, more_targets_atr=(5.0, 8.0), cooldown_bars=10),
+        ),
+        "Trend following: EMA 20/50 crosses in the direction of the 200 EMA while ADX says a trend exists.",
+    ),
+    "mean_reversion": Strategy(
+        "mean_reversion",
+        ("rsi:14", "bbands:20:2", "atr:14"),
+        (
+            rule("oversold_band", "buy", "rsi_14 crosses_below 30", "close < bbands_20_2_lower",
+                 strength=0.5, stop_atr=1.5, target_atr=2.0, cooldown_bars=5),
+            rule("overbought_band", "sell", "rsi_14 crosses_above 70", "close > bbands_20_2_upper",
+                 strength=0.5, stop_atr=1.5, target_atr=2.0, cooldown_bars=5),
+        ),
+        "Mean reversion: RSI extremes outside the Bollinger bands.",
+    ),
+    "smc_continuation": Strategy(
+        "smc_continuation",
+        ("ema:200", "atr:14"),
+        (
+            rule("bos_long", "buy", "bos > 0", "close > ema_200", "fvg_bull_bottom > 0",
+                 strength=0.6, stop_atr=2.0, target_atr=4.0, cooldown_bars=5),
+            rule("bos_short", "sell", "bos < 0", "close < ema_200", "fvg_bear_top > 0",
+                 strength=0.6, stop_atr=2.0, target_atr=4.0, cooldown_bars=5),
+        ),
+        "Smart-money continuation: a break of structure with the 200 EMA trend while a fair value gap "
+        "of the same side is open.",
+    ),
+    "smc_reversal": Strategy(
+        "smc_reversal",
+        ("rsi:14", "atr:14"),
+        (
+            rule("choch_long", "buy", "choch > 0", "rsi_14 < 60", strength=0.5, stop_atr=2.0, target_atr=3.0,
+                 cooldown_bars=5),
+            rule("choch_short", "sell", "choch < 0", "rsi_14 > 40", strength=0.5, stop_atr=2.0, target_atr=3.0,
+                 cooldown_bars=5),
+        ),
+        "Smart-money reversal: a change of character before momentum is stretched the new way.",
+    ),
+}
+
+
+def load_strategy(name_or_path: str) -> Strategy:
+    """A built-in strategy by name, or one read from a TOML file."""
+    if name_or_path in BUILTIN:
+        return BUILTIN[name_or_path]
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ConfigError(f"unknown strategy {name_or_path!r}: use one of {', '.join(BUILTIN)} "
+                          f"or the path of a TOML file")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    try:
+        rules = tuple(
+            Rule(r["name"], r["side"], tuple(Condition.parse(w) for w in r["when"]),
+                 strength=float(r.get("strength", 0.5)), timeframes=tuple(r.get("timeframes", ())),
+                 stop_atr=r.get("stop_atr"), target_atr=r.get("target_atr"), atr=r.get("atr", "atr_14"),
+                 cooldown_bars=int(r.get("cooldown_bars", 0)),
+                 more_targets_atr=tuple(float(t) for t in r.get("more_targets_atr", ())))
+            for r in doc.get("rule", []))
+        return Strategy(doc.get("name", path.stem), tuple(doc.get("indicators", ())), rules,
+                        doc.get("description", ""), doc.get("max_risk_score"))
+    except KeyError as e:
+        raise ConfigError(f"{path}: every [[rule]] needs name, side and when; missing {e}") from None

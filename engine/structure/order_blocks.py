@@ -1,0 +1,163 @@
+"""Order blocks and breaker blocks per (market, timeframe), read off SwingOperator's breaks; never revised.
+
+Placed after ``SwingOperator``: it reads the swing and BOS/CHoCH events in the incoming FeatureBatch (the
+swing bar's open time and the broken level), matched to the row whose close confirmed them, and the candles.
+
+Creation, at the close of a bullish break bar ``k`` (a ``bos_bull``/``choch_bull`` event) of the swing high at
+bar ``s``:
+  the order block is the candle with the lowest low among the bars strictly between ``s`` and ``k``
+  (ties: the latest), searched in the last ``lookback`` real bars only (all of them when the swing is
+  older); block = [its low, its high].
+  Bearish: the mirror image (highest high after the broken swing low). This is smartmoneyconcepts' choice,
+  which need not be a down (up) candle. ``volume`` = volume of bars ``k-2 .. k`` (the displacement);
+  ``balance`` = 100 * min(vol[k] + vol[k-1], vol[k-2]) / max(of the two), 100 when both are 0.
+  The event ``ob_{bull|bear}_created`` has ``ts`` = open of the block candle, ``confirmed_ts`` = close of ``k``.
+  A candle that already holds a tracked block of that direction is not created again.
+
+Lifecycle, checked from bar ``k+1`` on every real bar, one event per step, kind ``ob_{bull|bear}_{step}``:
+  touched             first bar reaching into the block (bull: low <= top; bear: high >= bottom); price = near edge.
+  mitigated           first bar trading through the far side (bull: low < bottom, or with ``mitigate_by="close"``
+                      min(open, close) < bottom; bear: mirrored); price = the far edge. The block stops being live
+  breaker_created     and, at the same bar, becomes a breaker block of the opposite role (a failed bullish block
+                      is resistance); price = the far edge.
+  breaker_invalidated from the next bar, the first bar trading through the breaker's other side
+                      (bull origin: high > top; bear origin: low < bottom); terminal; price = that edge.
+  evicted             more than ``max_blocks`` blocks (live or breaker) of one direction: the oldest goes; terminal.
+A bar that reaches both edges of a fresh block emits ``touched`` then ``mitigated``. smartmoneyconcepts keeps
+only blocks never breaker-invalidated; its ``MitigatedIndex`` is the bar before our ``mitigated`` bar for
+bullish blocks and that bar itself for bearish ones.
+
+Ids: ``block_id = stable_id(market, timeframe, "ob_bull"|"ob_bear", ts, break_ts)`` (``break_ts`` = open of
+bar ``k``); each event's ``id = stable_id(block_id, step)``. ``meta``: top, bottom, volume, balance, level
+(the swing broken), choch (1 when the break was a CHoCH), break_ts.
+Columns per row: top/bottom of the newest live (not mitigated) block of each direction, NaN if none.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.ids import stable_id_text
+from engine.keyed import KeyedArrayOperator, SlotMap
+from engine.structure.events import TF_NS, event_order, timeframe_label, trusted_event
+from schemas.batches import FeatureBatch
+from schemas.errors import ConfigError
+
+OB_COLUMNS = ["ob_bull_top", "ob_bull_bottom", "ob_bear_top", "ob_bear_bottom"]
+DIRECTIONS = ("bull", "bear")
+MITIGATE_MODES = ("wick", "close")
+# SwingOperator's events this operator reads, by the kernels' kind codes (engine.structure.swing_kernel)
+_MARK_CODES = {"swing_high": 0, "swing_low": 1, "bos_bull": 2, "choch_bull": 3, "bos_bear": 4, "choch_bear": 5}
+_NO_MARKS, _NO_PRICES = np.empty((0, 5), np.int64), np.empty(0, np.float64)
+# steps by the kernel's codes, which are also their order within one bar of one key (touched before mitigated)
+_STEPS = ("breaker_invalidated", "touched", "mitigated", "breaker_created", "evicted", "created")
+_EMPTY = 0  # block states: 0 empty, 1 live, 2 touched, 3 breaker (engine.structure.block_kernel)
+_KINDS = tuple(f"ob_{d}" for d in DIRECTIONS)
+_EVENT_KINDS = tuple(tuple(f"{kind}_{step}" for step in _STEPS) for kind in _KINDS)
+
+
+def _events(markets: list[str], ints: list, floats: list) -> list:
+    """StructureEvents from the kernel's event fields (already in order)."""
+    out = []
+    for m, tf_ns, confirmed, d, step, ts, price, top, bot, volume, balance, level, choch, break_ts in zip(
+            *ints, *floats):
+        market, tf = markets[m], timeframe_label(tf_ns)
+        # block_id = stable_id(market, tf, kind, ts, break_ts); id = stable_id(block_id, step)
+        block_id = stable_id_text(f"{market}|{tf}|{_KINDS[d]}|{ts}|{int(break_ts)}")
+        out.append(trusted_event(stable_id_text(f"{block_id}|{_STEPS[step]}"), market, tf, _EVENT_KINDS[d][step],
+                                 ts, confirmed, price, {"top": top, "bottom": bot, "volume": volume,
+                                                        "balance": balance, "level": level, "choch": choch,
+                                                        "break_ts": break_ts}))
+    return out
+
+
+class OrderBlockOperator(KeyedArrayOperator):
+    """Keyed order-block detector and lifecycle tracker, fed by SwingOperator's output."""
+
+    packed = True  # the kernel takes the state as one record array
+    name = "order_blocks"
+    version = "1"
+
+    def __init__(self, lookback: int = 512, max_blocks: int = 16, mitigate_by: str = "wick") -> None:
+        if lookback < 3 or max_blocks < 1:
+            raise ConfigError(f"order blocks need lookback >= 3 and max_blocks >= 1, got {lookback}/{max_blocks}")
+        if mitigate_by not in MITIGATE_MODES:
+            raise ConfigError(f"mitigate_by must be one of {MITIGATE_MODES}, got {mitigate_by!r}")
+        self.lookback, self.max_blocks, self.mitigate_by = lookback, max_blocks, mitigate_by
+        self.keys = SlotMap()
+        self.capacity = 0
+        self.s: dict[str, np.ndarray] = {}
+        self._index: tuple | None = None  # (markets, position of each), see ``_market_index``
+        self._grow(8)
+
+    def _grow(self, capacity: int) -> None:
+        n, k = self.lookback, self.max_blocks
+        spec = {
+            # ring buffer of the last `lookback` real bars
+            "bts": ((n,), np.int64, 0), "bhigh": ((n,), np.float64, np.nan), "blow": ((n,), np.float64, np.nan),
+            "bvol": ((n,), np.float64, np.nan), "count": ((), np.int64, 0),
+            # open time of the latest confirmed swing high / low (the level a break refers to), -1 none
+            "swing_ts": ((2,), np.int64, -1),
+            "state": ((2, k), np.int8, _EMPTY), "top": ((2, k), np.float64, np.nan),
+            "bot": ((2, k), np.float64, np.nan), "ts": ((2, k), np.int64, 0), "meta": ((2, k, 5), np.float64, np.nan),
+            "seq": ((2, k), np.int64, 0), "next_seq": ((), np.int64, 0),
+            "cols": ((len(OB_COLUMNS),), np.float64, np.nan),  # cached output row, refreshed on change
+        }
+        self.grow_state(spec, capacity)
+
+    def update(self, batch: FeatureBatch) -> FeatureBatch:
+        """Advance every key by its bars in order; append the order-block columns and the events these bars confirm."""
+        from engine.structure.block_kernel import N_FLOATS, N_INTS, block_rows
+
+        c = batch.candles
+        n_in = batch.values.shape[1]
+        out = np.empty((len(c), n_in + len(OB_COLUMNS)))
+        events: list = []
+        if len(c):
+            marks, prices = self._marks(batch)
+            by_wick = self.mitigate_by == "wick"
+
+            def kernel(*convention):  # see engine.structure.kernel_buffers
+                return block_rows(*convention, c.market, c.tf, c.open_ts, c.open, c.high, c.low, c.close,
+                                  c.volume, c.gap, batch.values, out, marks, prices, self.rows, by_wick)
+
+            ints, floats, ordered = self.run_kernel(c, kernel, N_INTS, N_FLOATS)
+            if ints.shape[1]:
+                # within one bar of one key: by step (the codes are in step order), then block, then direction
+                order = None if ordered else event_order(c.markets, ints[0], ints[1], ints[2], ints[4], ints[5],
+                                                         ints[3])
+                if order is not None:
+                    ints, floats = ints[:, order], floats[:, order]
+                events = _events(c.markets, ints.tolist(), floats.tolist())
+        else:
+            out[:, :n_in] = batch.values
+        return FeatureBatch(c, batch.names + OB_COLUMNS, out, batch.events + events)
+
+    def _marks(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+        """SwingOperator's swing and break events of this batch for the kernel: rows of (market index, tf,
+        confirmed_ts, kind code, ts) and their prices.
+
+        Events, not the ``bos``/``choch`` columns, because a bar breaking both ways as two CHoCHs nets to 0 there.
+        """
+        wanted = [e for e in batch.events if e.kind in _MARK_CODES]
+        if not wanted:
+            return _NO_MARKS, _NO_PRICES
+        c = batch.candles
+        index, tf_ns = self._market_index(c.markets), TF_NS
+        if any(e.timeframe not in tf_ns for e in wanted):  # labels made elsewhere: learn the batch's own
+            for t in np.unique(c.tf).tolist():
+                timeframe_label(t)
+        flat: list = []
+        for e in wanted:
+            flat += (index.get(e.market, -1), tf_ns.get(e.timeframe, -1), e.confirmed_ts, _MARK_CODES[e.kind], e.ts)
+        return np.array(flat, np.int64).reshape(-1, 5), np.array([e.price for e in wanted], np.float64)
+
+    def _market_index(self, markets: list[str]) -> dict:
+        """Position of each market in the batch's dictionary, kept while batches share one dictionary."""
+        cached = self._index
+        if cached is None or cached[0] != markets:
+            cached = self._index = (list(markets), {m: i for i, m in enumerate(markets)})
+        return cached[1]
+
+    def settings(self) -> dict:
+        return {"lookback": self.lookback, "max_blocks": self.max_blocks, "mitigate_by": self.mitigate_by}
