@@ -11,10 +11,10 @@ hands the orphaned blocks (newest first) to ``sink.retract`` and goes on from th
 from __future__ import annotations
 
 import asyncio
-import random
 from dataclasses import dataclass
 from typing import Protocol
 
+from connectors.retry import Backoff
 from engine.chain.blocks import BlockData, block_data, header_of
 from engine.chain.errors import ChainDataError
 from engine.chain.swaps import TokenMetadata, swap_trade
@@ -171,18 +171,17 @@ class ChainFollower:
         if not self.ws_url:
             return
         from web3 import AsyncWeb3, WebSocketProvider
-        delay = self.config.backoff_initial_s
+        backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
         first = True
         while not self._stopping:
             if not first:
                 self.stats["reconnects"] += 1
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, self.config.backoff_max_s)
+                await asyncio.sleep(backoff.next())
             first = False
             try:
                 async with AsyncWeb3(WebSocketProvider(self.ws_url)) as w3:
                     await w3.eth.subscribe("newHeads")
-                    delay = self.config.backoff_initial_s
+                    backoff.reset()
                     self._wake.set()  # catch up by number right after (re)connecting
                     async for msg in w3.socket.process_subscriptions():
                         head = msg.get("result", {}) if isinstance(msg, dict) else {}

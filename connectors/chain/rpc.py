@@ -13,18 +13,17 @@ Where nodes differ, the client falls back and remembers it: ``eth_getBlockReceip
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
-import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 import orjson
 
+from connectors.http import Answer, HttpClient, snippet
 from engine.chain.decode import (
     block_transaction_hashes,
     check_receipts,
@@ -81,32 +80,20 @@ def block_param(block: BlockId) -> str:
     return block
 
 
-class RpcClient:
+class RpcClient(HttpClient):
     """Ethereum JSON-RPC over HTTP; counters in :attr:`stats`, fallbacks remembered per client."""
+
+    REQUESTS = "http_requests"
 
     def __init__(self, config: RpcConfig | str, session: aiohttp.ClientSession | None = None) -> None:
         self.config = RpcConfig(config) if isinstance(config, str) else config
-        self._session = session
-        self._owns_session = session is None
-        self._timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
+        super().__init__(name="rpc", attempts=self.config.attempts, backoff_s=self.config.backoff_s,
+                         max_backoff_s=self.config.max_backoff_s, timeout_s=self.config.timeout_s, session=session)
         self._ids = itertools.count(1)
-        self.stats: dict[str, int] = {"http_requests": 0, "calls": 0, "batches": 0, "retries": 0, "errors": 0,
-                                      "malformed": 0, "fallbacks": 0}
+        self.stats.update({"calls": 0, "batches": 0, "errors": 0, "malformed": 0, "fallbacks": 0})
         self.last_malformed = ""
         # None: not tried yet; False: the node refused it, use the fallback from now on
         self.supports: dict[str, bool | None] = {"batch": None, "eth_getBlockReceipts": None, "eth_getLogs": None}
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the session if this client opened it."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
 
     # ------------------------------------------------------------------------------------------ transport
 
@@ -116,59 +103,29 @@ class RpcClient:
         self.last_malformed = message
         return ChainDataError(message)
 
-    def _backoff(self, attempt: int) -> float:
-        base = min(self.config.max_backoff_s, self.config.backoff_s * 2 ** (attempt - 1))
-        return base / 2 + random.random() * base / 2
+    def rejected(self, shown: str, url: str, answer: Answer) -> Exception:
+        self.stats["errors"] += 1
+        return RpcError(shown, f"rejected with HTTP {answer.status}: {snippet(answer.body)}")
+
+    def unavailable(self, shown: str, url: str, last: str, last_status: int) -> Exception:
+        self.stats["errors"] += 1
+        return RpcUnavailable(shown, f"failed after {self.attempts} attempts; last error: {last}")
 
     async def _post(self, payload: Any, shown: str) -> Any:
         """POST one JSON-RPC payload and return the decoded JSON, retrying what is worth retrying."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        body = orjson.dumps(payload)
-        cfg, last = self.config, "no attempt made"
-        for attempt in range(1, cfg.attempts + 1):
-            self.stats["http_requests"] += 1
-            retry_after: float | None = None
-            try:
-                async with self._session.post(cfg.url, data=body, timeout=self._timeout,
-                                              headers={"Content-Type": "application/json"}) as resp:
-                    raw = await resp.read()
-                    status = resp.status
-                    retry_after = _seconds(resp.headers.get("Retry-After"))
-            except (aiohttp.ClientError, TimeoutError) as e:
-                last = f"{type(e).__name__}: {e}".rstrip(": ")
-            else:
-                if 200 <= status < 300:
-                    try:
-                        return orjson.loads(raw)
-                    except orjson.JSONDecodeError as e:
-                        raise self.malformed(f"{shown}: HTTP {status} answer is not JSON ({e}); {len(raw)} bytes "
-                                             f"starting {_snippet(raw)!r}") from None
-                if 400 <= status < 500 and status != 429:
-                    # some providers send JSON-RPC errors with a 4xx status: the body still says what went wrong
-                    try:
-                        answer = orjson.loads(raw)
-                    except orjson.JSONDecodeError:
-                        answer = None
-                    if isinstance(answer, list) or (isinstance(answer, dict) and answer.get("error") is not None):
-                        return answer
-                last = f"HTTP {status}: {_snippet(raw)}"
-                if status != 429 and status < 500:
-                    self.stats["errors"] += 1
-                    raise RpcError(shown, f"rejected with {last}")
-            if attempt < cfg.attempts:
-                wait = min(retry_after, cfg.max_backoff_s) if retry_after is not None else self._backoff(attempt)
-                self.stats["retries"] += 1
-                log.warning("rpc %s: %s; retrying in %.2fs (attempt %d/%d)", shown, last, wait, attempt, cfg.attempts)
-                await asyncio.sleep(wait)
-        self.stats["errors"] += 1
-        raise RpcUnavailable(shown, f"failed after {cfg.attempts} attempts; last error: {last}")
+        answer = await self.send("POST", self.config.url, shown=shown, accept=_answered, data=orjson.dumps(payload),
+                                 headers={"Content-Type": "application/json"})
+        try:
+            return orjson.loads(answer.body)
+        except orjson.JSONDecodeError as e:
+            raise self.malformed(f"{shown}: HTTP {answer.status} answer is not JSON ({e}); {len(answer.body)} bytes "
+                                 f"starting {snippet(answer.body)!r}") from None
 
     def _unwrap(self, envelope: Any, method: str, call_id: int) -> Any:
         """The ``result`` of one JSON-RPC response object, or the :class:`RpcError` it carries (returned: in a
         batch one call's error must not hide the others' results)."""
         if not isinstance(envelope, dict):
-            raise self.malformed(f"{method}: expected a JSON-RPC response object, got {_snippet(repr(envelope))!r}")
+            raise self.malformed(f"{method}: expected a JSON-RPC response object, got {snippet(repr(envelope))!r}")
         error = envelope.get("error")
         if envelope.get("id") != call_id and not (error is not None and envelope.get("id") is None):
             # (an error may come with id null: the node could not read the request's id)
@@ -176,7 +133,7 @@ class RpcClient:
         if error is not None:
             if not isinstance(error, dict) or not isinstance(error.get("message"), str) or \
                     not isinstance(error.get("code", 0), int):
-                raise self.malformed(f"{method}: unreadable JSON-RPC error {_snippet(repr(error))!r}")
+                raise self.malformed(f"{method}: unreadable JSON-RPC error {snippet(repr(error))!r}")
             code, message = error.get("code"), error["message"]
             self.stats["errors"] += 1
             if code == -32601 or _NOT_FOUND.search(message):
@@ -229,10 +186,10 @@ class RpcClient:
             # a single error object for a whole first batch: the node does not do batches
             self.supports["batch"] = False
             self.stats["fallbacks"] += 1
-            log.info("rpc: node refused a batch (%s); sending calls one by one", _snippet(repr(answer["error"])))
+            log.info("rpc: node refused a batch (%s); sending calls one by one", snippet(repr(answer["error"])))
             return [await self._single(m, p) for m, p in chunk]
         if not isinstance(answer, list):
-            raise self.malformed(f"{shown}: expected a JSON array of responses, got {_snippet(repr(answer))!r}")
+            raise self.malformed(f"{shown}: expected a JSON array of responses, got {snippet(repr(answer))!r}")
         self.supports["batch"] = True
         by_id = {}
         for item in answer:
@@ -274,7 +231,7 @@ class RpcClient:
                 raise RpcError("eth_getBlockByNumber", f"block {p} not found (beyond the node's head, or pruned)")
             if not isinstance(block, dict) or not isinstance(block.get("transactions"), list):
                 raise self.malformed(f"eth_getBlockByNumber({p}): expected a block object, "
-                                     f"got {_snippet(repr(block))!r}")
+                                     f"got {snippet(repr(block))!r}")
             if isinstance(n, int) and block.get("number") != p:
                 try:
                     same = quantity(block.get("number"), "block.number") == n
@@ -282,7 +239,7 @@ class RpcClient:
                     same = False
                 if not same:
                     raise self.malformed(f"eth_getBlockByNumber({p}): the node answered block "
-                                         f"{_snippet(repr(block.get('number')))}")
+                                         f"{snippet(repr(block.get('number')))}")
         return results
 
     async def get_block_receipts(self, block: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -326,7 +283,7 @@ class RpcClient:
 
     def _receipt_list(self, shown: str, value: Any) -> list[dict[str, Any]]:
         if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
-            raise self.malformed(f"{shown}: expected receipt objects, got {_snippet(repr(value))!r}")
+            raise self.malformed(f"{shown}: expected receipt objects, got {snippet(repr(value))!r}")
         return value
 
     async def get_logs(self, from_block: BlockId, to_block: BlockId, address: str | Sequence[str] | None = None,
@@ -361,7 +318,7 @@ class RpcClient:
                 return self._log_list("eth_getLogs", result)
         filter_id = await self.request("eth_newFilter", [flt])
         if not isinstance(filter_id, str):
-            raise self.malformed(f"eth_newFilter: expected a filter id string, got {_snippet(repr(filter_id))!r}")
+            raise self.malformed(f"eth_newFilter: expected a filter id string, got {snippet(repr(filter_id))!r}")
         try:
             return self._log_list("eth_getFilterLogs", await self.request("eth_getFilterLogs", [filter_id]))
         finally:
@@ -372,7 +329,7 @@ class RpcClient:
 
     def _log_list(self, shown: str, value: Any) -> list[dict[str, Any]]:
         if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
-            raise self.malformed(f"{shown}: expected a JSON array of log objects, got {_snippet(repr(value))!r}")
+            raise self.malformed(f"{shown}: expected a JSON array of log objects, got {snippet(repr(value))!r}")
         return value
 
     async def call(self, to: str, data: str, block: BlockId = "latest") -> str:
@@ -390,13 +347,16 @@ class RpcClient:
             raise self.malformed(str(e)) from None
 
 
-def _seconds(value: str | None) -> float | None:
+def _answered(answer: Answer) -> bool:
+    """2xx, or a 4xx (not 429) whose body is a JSON-RPC answer: some providers send node errors that way."""
+    if 200 <= answer.status < 300:
+        return True
+    if answer.status == 429 or not 400 <= answer.status < 500:
+        return False
     try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
+        body = orjson.loads(answer.body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(body, list) or (isinstance(body, dict) and body.get("error") is not None)
 
 
-def _snippet(body: bytes | str, n: int = 120) -> str:
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    return text[:n] + ("…" if len(text) > n else "")

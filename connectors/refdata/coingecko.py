@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import aiohttp
 from pydantic import ValidationError
 
 from connectors.refdata import rows
-from connectors.refdata.http import ClientConfig, RefDataClient, per_minute
+from connectors.refdata.http import ClientConfig, RefDataClient, SourceApi, per_minute
 from connectors.refdata.rows import Reject, RowError
 from schemas.errors import ConfigError
 from schemas.records import ReferencePrice
@@ -97,22 +97,13 @@ def parse_markets(body: list[Any], fetched_ns: int, reject: Reject) -> list[Refe
     return out
 
 
-class CoinGecko:
+class CoinGecko(SourceApi):
     """CoinGecko prices, market caps, 24 h volumes and changes in USD, by CoinGecko coin id (``bitcoin``)."""
 
     def __init__(self, config: ClientConfig | None = None, session: aiohttp.ClientSession | None = None, *,
                  client: RefDataClient | None = None) -> None:
         self.client = client or RefDataClient(config or coingecko_config(), session)
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the underlying client (and its session if it opened one)."""
-        await self.client.close()
 
     async def prices(self, ids: Sequence[str], vs: str = "usd") -> list[ReferencePrice]:
         """Latest prices of ``ids`` from ``/simple/price``, in the order asked; unknown ids are left out."""

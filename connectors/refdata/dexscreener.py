@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from pydantic import ValidationError
 
 from connectors.refdata import rows
-from connectors.refdata.http import ClientConfig, RefDataClient, per_minute
+from connectors.refdata.http import ClientConfig, RefDataClient, SourceApi, per_minute
 from connectors.refdata.rows import Reject, RowError
 from schemas.errors import ConfigError
 from schemas.records import DexPair
@@ -65,22 +65,13 @@ def parse_pairs(items: Iterable[Any], fetched_ns: int, reject: Reject) -> list[D
     return out
 
 
-class DexScreener:
+class DexScreener(SourceApi):
     """DexScreener pools (price, liquidity, 24 h volume) by chain id (``ethereum``, ``solana``, ``bsc``...)."""
 
     def __init__(self, config: ClientConfig | None = None, session: aiohttp.ClientSession | None = None, *,
                  client: RefDataClient | None = None) -> None:
         self.client = client or RefDataClient(config or dexscreener_config(), session)
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the underlying client (and its session if it opened one)."""
-        await self.client.close()
 
     async def pairs(self, chain: str, addresses: Sequence[str]) -> list[DexPair]:
         """Pools ``addresses`` on ``chain`` from ``/latest/dex/pairs``, 30 per call; unknown ones are left out."""

@@ -19,7 +19,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self, cast
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -31,6 +31,7 @@ from connectors.refdata.http import (
     RefDataClient,
     RefDataError,
     RequestRejected,
+    SourceApi,
 )
 from connectors.refdata.rows import RowError
 from engine.wallets.book import NATIVE, Transfer
@@ -122,14 +123,14 @@ class _KeyedSession:
         self._session = session
         self._owns = session is None
 
-    def get(self, url: str, *, params: Mapping[str, str] | None = None, **kw: Any) -> Any:
+    def request(self, method: str, url: str, *, params: Mapping[str, str] | None = None, **kw: Any) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession()  # opened lazily, inside the running loop
         query = dict(params or {})
         if self._key:
             query["apikey"] = self._key
         # the API never redirects; following one would put the keyed URL into aiohttp's error text
-        return self._session.get(url, params=query, allow_redirects=False, **kw)
+        return self._session.request(method, url, params=query, allow_redirects=False, **kw)
 
     async def close(self) -> None:
         if self._owns and self._session is not None:
@@ -219,7 +220,7 @@ def _block_of(row: Mapping[str, Any]) -> int | None:
 
 
 # ---- the client ------------------------------------------------------------------------------------
-class Etherscan:
+class Etherscan(SourceApi):
     """Account history from an Etherscan-compatible API, paged past the 10,000-row window, within its rate."""
 
     def __init__(self, config: EtherscanConfig | None = None, session: aiohttp.ClientSession | None = None) -> None:
@@ -229,12 +230,6 @@ class Etherscan:
 
     def __repr__(self) -> str:
         return f"Etherscan(base_url={self.config.base_url + self.config.path!r}, chain_id={self.config.chain_id})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Close the session if this client opened it (a session passed in belongs to the caller)."""
@@ -346,12 +341,11 @@ class Etherscan:
                 raise RateLimited(f"{what}: daily quota used up: {text}", url=url, status=200)
             if attempt == cfg.attempts:
                 break
-            wait = min(cfg.max_backoff_s, cfg.backoff_s * 2 ** (attempt - 1))
+            wait = self.client.backoff.base(attempt)  # a stated limit: wait the whole step
             self.client.stats["retries"] += 1
             log.warning("%s: %s; waiting %.2fs (attempt %d/%d)", what, text, wait, attempt, cfg.attempts)
-            # through the client's own schedule, so every caller sharing it holds back too (as after a 429);
-            # http.py has no public hook for a rate limit that arrives as a 200 answer
-            self.client._defer(wait)
+            # through the client's own schedule, so every caller sharing it holds back too (as after a 429)
+            self.client.defer(wait)
         self.client.stats["errors"] += 1
         raise RateLimited(f"{what}: still rate limited after {cfg.attempts} attempts", url=url, status=200)
 

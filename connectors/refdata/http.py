@@ -9,9 +9,7 @@ exponential backoff and jitter. Failures end in a :class:`RefDataError` subclass
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -22,6 +20,8 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 
+from connectors.http import Answer, HttpClient, snippet
+from connectors.retry import parse_retry_after  # noqa: F401 - part of this module's interface
 from schemas.errors import ConfigError, CryptoIntelError
 
 log = logging.getLogger(__name__)
@@ -95,24 +95,6 @@ def per_minute(requests: float) -> float:
     return 60.0 / requests
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP-date); None if absent/unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 def _param_text(value: ParamValue) -> str:
     # JSON APIs want lower-case booleans; yarl refuses bools outright
     if isinstance(value, bool):
@@ -120,35 +102,22 @@ def _param_text(value: ParamValue) -> str:
     return str(value)
 
 
-class RefDataClient:
+class RefDataClient(HttpClient):
     """Cached, rate-limited JSON GETs against one source; counters in :attr:`stats`."""
 
     def __init__(self, config: ClientConfig, session: aiohttp.ClientSession | None = None, *,
                  clock_ns: Callable[[], int] = time.time_ns) -> None:
+        super().__init__(name=config.name, attempts=config.attempts, backoff_s=config.backoff_s,
+                         max_backoff_s=config.max_backoff_s, timeout_s=config.timeout_s, session=session,
+                         max_retry_after_s=config.max_retry_after_s)
         self.config = config
         self.base_url = config.base_url.rstrip("/")
         self.now_ns = clock_ns  # fetch time of records without a source timestamp
-        self._session = session
-        self._owns_session = session is None
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
         self._cache: OrderedDict[CacheKey, tuple[float, Any]] = OrderedDict()
         self._turn = asyncio.Lock()
         self._next_at = 0.0  # monotonic time the next request may start
-        self.stats: dict[str, int] = {"requests": 0, "cache_hits": 0, "rate_limited": 0, "retries": 0,
-                                      "errors": 0, "rejected": 0, "not_found": 0}
+        self.stats.update({"cache_hits": 0, "errors": 0, "rejected": 0, "not_found": 0})
         self.rejected_reasons: dict[str, int] = {}
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the session if this client opened it (a session passed in belongs to the caller)."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
 
     def reject(self, reason: str, detail: str = "") -> None:
         """Count one response row that was skipped, under a short reason such as ``missing:usd``."""
@@ -190,82 +159,52 @@ class RefDataClient:
                 self._cache.popitem(last=False)  # least recently used
         return value
 
-    def _session_now(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
-
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": self.config.user_agent}
         if self.config.api_key_header and self.config.api_key:
             headers[self.config.api_key_header] = self.config.api_key
         return headers
 
-    def _backoff(self, attempt: int) -> float:
-        base = min(self.config.max_backoff_s, self.config.backoff_s * 2 ** (attempt - 1))
-        return base / 2 + random.random() * base / 2  # equal jitter: never less than half the step
-
-    def _defer(self, seconds: float) -> None:
+    def defer(self, seconds: float) -> None:
         """Hold every caller of this client back for ``seconds`` (a 429 concerns the whole client)."""
         self._next_at = max(self._next_at, time.monotonic() + seconds)
 
-    async def _wait_turn(self) -> None:
+    async def before_attempt(self) -> None:
         async with self._turn:
             # loop: a 429 seen by another caller may push the turn back while this one sleeps
             while (wait := self._next_at - time.monotonic()) > 0:
                 await asyncio.sleep(wait)
             self._next_at = time.monotonic() + self.config.min_interval_s
 
-    async def _fetch(self, path: str, query: dict[str, str]) -> Any:
-        cfg = self.config
-        url = self.base_url + path
-        shown = f"{cfg.name}: GET {path}" + (f"?{urlencode(query)}" if query else "")  # no key: it is a header
-        last = "no attempt made"
-        last_status = 0
-        for attempt in range(1, cfg.attempts + 1):
-            await self._wait_turn()
-            self.stats["requests"] += 1
-            try:
-                async with self._session_now().get(url, params=query, headers=self._headers(),
-                                                   timeout=self._timeout) as resp:
-                    body = await resp.read()
-                    status, retry_after = resp.status, resp.headers.get("Retry-After")
-            except (aiohttp.ClientError, TimeoutError) as e:
-                last, last_status = f"{type(e).__name__}: {e}".rstrip(": "), 0
-            else:
-                if 200 <= status < 300:
-                    return self._decode(shown, url, body, status)
-                last, last_status = f"HTTP {status}: {_snippet(body)}", status
-                if status == 429:
-                    self.stats["rate_limited"] += 1
-                    wait = parse_retry_after(retry_after)
-                    if wait is not None and wait > cfg.max_retry_after_s:
-                        self.stats["errors"] += 1
-                        raise RateLimited(f"{shown}: rate limited, Retry-After {wait:.0f}s is over the "
-                                          f"{cfg.max_retry_after_s:.0f}s this client waits", url=url,
-                                          retry_after_s=wait)
-                    if attempt == cfg.attempts:
-                        break
-                    wait = self._backoff(attempt) if wait is None else wait
-                    self.stats["retries"] += 1
-                    log.warning("%s: rate limited (429), waiting %.2fs (attempt %d/%d)",
-                                shown, wait, attempt, cfg.attempts)
-                    self._defer(wait)
-                    continue
-                if status < 500:
-                    self.stats["errors"] += 1
-                    raise RequestRejected(f"{shown}: rejected with {last}", url=url, status=status)
-            # 5xx, timeout or connection error: worth another try
-            if attempt < cfg.attempts:
-                wait = self._backoff(attempt)
-                self.stats["retries"] += 1
-                log.warning("%s: %s; retrying in %.2fs (attempt %d/%d)", shown, last, wait, attempt, cfg.attempts)
-                await asyncio.sleep(wait)
+    async def pause(self, seconds: float, rate_limited: bool) -> None:
+        if rate_limited:  # a 429 concerns every caller of this client: the next turn waits
+            self.defer(seconds)
+        else:
+            await asyncio.sleep(seconds)
+
+    def rejected(self, shown: str, url: str, answer: Answer) -> Exception:
+        self.stats["errors"] += 1
+        return RequestRejected(f"{shown}: rejected with HTTP {answer.status}: {snippet(answer.body)}",
+                               url=url, status=answer.status)
+
+    def rate_limited(self, shown: str, url: str, answer: Answer, wait_s: float) -> Exception:
+        self.stats["errors"] += 1
+        return RateLimited(f"{shown}: rate limited, Retry-After {wait_s:.0f}s is over the "
+                           f"{self.config.max_retry_after_s:.0f}s this client waits", url=url,
+                           retry_after_s=wait_s)
+
+    def unavailable(self, shown: str, url: str, last: str, last_status: int) -> Exception:
         self.stats["errors"] += 1
         if last_status == 429:
-            raise RateLimited(f"{shown}: still rate limited (429) after {cfg.attempts} attempts", url=url)
-        raise RefDataUnavailable(f"{shown}: failed after {cfg.attempts} attempts; last error: {last}",
-                                 url=url, status=last_status)
+            return RateLimited(f"{shown}: still rate limited (429) after {self.attempts} attempts", url=url)
+        return RefDataUnavailable(f"{shown}: failed after {self.attempts} attempts; last error: {last}",
+                                  url=url, status=last_status)
+
+    async def _fetch(self, path: str, query: dict[str, str]) -> Any:
+        url = self.base_url + path
+        shown = f"{self.config.name}: GET {path}" + (f"?{urlencode(query)}" if query else "")  # no key: a header
+        answer = await self.send("GET", url, shown=shown, params=query, headers=self._headers())
+        return self._decode(shown, url, answer.body, answer.status)
 
     def _decode(self, shown: str, url: str, body: bytes, status: int) -> Any:
         try:
@@ -273,14 +212,25 @@ class RefDataClient:
         except orjson.JSONDecodeError as e:
             self.stats["errors"] += 1
             raise BadResponse(f"{shown}: HTTP {status} body is not valid JSON ({e}); "
-                              f"{len(body)} bytes starting {_snippet(body)!r}", url=url, status=status) from None
+                              f"{len(body)} bytes starting {snippet(body)!r}", url=url, status=status) from None
 
     def bad_shape(self, what: str, value: Any) -> BadResponse:
         """A :class:`BadResponse` for JSON that decoded but has the wrong shape (and counts it)."""
         self.stats["errors"] += 1
-        return BadResponse(f"{self.config.name}: {what}, got {type(value).__name__} {_snippet(repr(value))!r}")
+        return BadResponse(f"{self.config.name}: {what}, got {type(value).__name__} {snippet(repr(value))!r}")
 
 
-def _snippet(body: bytes | str, n: int = 120) -> str:
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    return text[:n] + ("…" if len(text) > n else "")
+class SourceApi:
+    """Base of one source's API (CoinGecko, DexScreener, Etherscan): closes its :class:`RefDataClient`."""
+
+    client: RefDataClient
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the underlying client (and its session if it opened one); idempotent."""
+        await self.client.close()

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from connectors.refdata.coingecko import CoinGecko
 from connectors.refdata.dexscreener import DexScreener, address_key
 from connectors.refdata.http import RateLimited, RefDataError
+from connectors.retry import Backoff
 from schemas.records import DexPair, ReferencePrice
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class RefDataPoller:
             self.consecutive_errors = 0
             return self.interval_s
         self.consecutive_errors += 1
-        wait = min(self.max_backoff_s, self.interval_s * 2 ** min(self.consecutive_errors, 30))
+        wait = Backoff(self.interval_s, self.max_backoff_s).base(min(self.consecutive_errors, 30) + 1)
         # a source that named its own wait gets at least that
         hinted = [e.retry_after_s for e in errors if isinstance(e, RateLimited) and e.retry_after_s]
         return max([wait, *hinted])

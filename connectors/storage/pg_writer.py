@@ -24,6 +24,7 @@ import asyncpg
 import numpy as np
 import pyarrow as pa
 
+from connectors.retry import Backoff
 from connectors.storage import pgcopy
 from connectors.storage.spill import SpillDir
 from connectors.storage.tables import TableSpec, table
@@ -209,7 +210,7 @@ class PgWriter:
 
     async def _worker(self, index: int) -> None:
         conn: asyncpg.Connection | None = None
-        delay = self.retry_initial_s
+        backoff = Backoff(self.retry_initial_s, self.retry_max_s)
         while not self._closing:
             batch = self._next_batch()
             if batch is None:
@@ -230,7 +231,7 @@ class PgWriter:
                             self.counters["reconnects"] += 1
                         await self._guarded_write(conn, batch)
                         self.last_error = ""
-                        delay = self.retry_initial_s
+                        backoff.reset()
                         break
                     except asyncio.CancelledError:
                         self._requeue(batch)  # closing: the batch gets parked, not lost
@@ -243,6 +244,7 @@ class PgWriter:
                             self._reject(batch, e)
                             break
                         self.counters["retries"] += 1
+                        delay = backoff.next()
                         log.warning("Postgres write of %d %s rows failed (%s); retrying in %.1fs",
                                     batch.data.num_rows, batch.spec.name, self.last_error, delay)
                         if conn is not None:
@@ -250,7 +252,6 @@ class PgWriter:
                             conn = None
                         # while we wait, later batches beyond the memory bound go to disk
                         await asyncio.sleep(delay)
-                        delay = min(delay * 2, self.retry_max_s)
             finally:
                 self._in_flight -= 1
         if conn is not None:

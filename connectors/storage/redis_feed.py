@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -33,6 +32,7 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
+from connectors.retry import Backoff
 from connectors.storage.redis_keys import RedisKeys, decode_record, encode_record
 from schemas.errors import ConfigError
 
@@ -65,11 +65,10 @@ class RedisFeed:
         self._maxlen = maxlen
         self._limit = buffer_limit
         self._chunk = chunk_size
-        self._backoff = (backoff_initial_s, backoff_max_s)
+        self._backoff = Backoff(backoff_initial_s, backoff_max_s)
         self._owns_client = owns_client
         self._backlog: deque[tuple[str, str]] = deque()
         self._lock = asyncio.Lock()  # one sender at a time keeps the order across concurrent publishers
-        self._delay = 0.0
         self._retry_at = 0.0
         self._failing = False
         self._stream_keys: dict[str, tuple[str, str]] = {}
@@ -173,10 +172,7 @@ class RedisFeed:
             log.warning("Redis feed unavailable (%s); buffering up to %d items and retrying",
                         self._last_error, self._limit)
         self._failing = True
-        first, cap = self._backoff
-        self._delay = min(cap, self._delay * 2 if self._delay else first)
-        # jitter keeps many engine processes from reconnecting in lockstep after a restart
-        self._retry_at = time.monotonic() + self._delay * random.uniform(0.5, 1.0)
+        self._retry_at = time.monotonic() + self._backoff.next()
         # idle pooled connections still point at the old server process: open fresh ones next time
         try:
             await self._redis.connection_pool.disconnect(inuse_connections=False)
@@ -188,7 +184,8 @@ class RedisFeed:
             self._reconnects += 1
             log.info("Redis feed reconnected; %d items still queued", len(self._backlog))
         self._failing = False
-        self._delay = self._retry_at = 0.0
+        self._retry_at = 0.0
+        self._backoff.reset()
 
     # ---- reading --------------------------------------------------------------------------
     async def read(self, channel: str, after_id: str = "0-0", count: int = 1000,

@@ -12,13 +12,13 @@ state change, gap, repair, resync and give-up is a :class:`VenueEvent`.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import aiohttp
 
+from connectors.retry import Backoff
 from connectors.venues.rest import RestError, VenueRest
 from engine.venues.book import GAP, BookSync
 from engine.venues.frames import FrameOutput, parse_frame
@@ -178,20 +178,19 @@ class VenueSupervisor:
         self.state = new
 
     async def _connection(self, conn: int, symbols: list[str]) -> None:
-        delay = self.config.backoff_initial_s
+        backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
         first = True
         while not self._stopping:
             if not first:
                 self.stats["reconnects"] += 1
                 self._set_state(conn, RECONNECTING, self.last_error)
-                await asyncio.sleep(delay * (0.5 + random.random()))  # jitter: no thundering herd
-                delay = min(delay * 2, self.config.backoff_max_s)
+                await asyncio.sleep(backoff.next())
             first = False
             self._set_state(conn, CONNECTING)
             try:
                 live = await self._session_once(conn, symbols)
                 if live:
-                    delay = self.config.backoff_initial_s  # it worked for a while: start backoff afresh
+                    backoff.reset()  # it worked for a while: start backoff afresh
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ConnectionError) as e:
