@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	# CPU build of torch first: a plain `torch` requirement pulls gigabytes of CUDA packages
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[test]"
+	# compile and cache the per-bar kernels now, so the first run is as lively as later ones
+	$(BIN)/python -m app.warmup
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -33,4 +35,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) data/out .pytest_cache
+	rm -rf $(VENV) data .pytest_cache

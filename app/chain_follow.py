@@ -185,12 +185,17 @@ async def _price_feed(args: argparse.Namespace, follower: ChainFollower, inner, 
     return poller
 
 
+def _market_config(args: argparse.Namespace):
+    """The market pipeline's config (``--timeframes``, ``--strategy``)."""
+    from app.inputs import make_config
+    return make_config({"timeframes": "--timeframes", "strategy": "--strategy"},
+                       timeframes=tuple(t for t in args.timeframes.split(",") if t), strategy=args.strategy,
+                       batch_size=4096)
+
+
 def _pipeline(args: argparse.Namespace, out_dir: Path):
     from actors.pipeline import RayPipeline
-    from engine.config import PipelineConfig
-    config = PipelineConfig(timeframes=tuple(t for t in args.timeframes.split(",") if t), strategy=args.strategy,
-                            batch_size=4096)
-    return RayPipeline(config, out_path=str(out_dir / "chain-signals.jsonl"), keep=False)
+    return RayPipeline(_market_config(args), out_path=str(out_dir / "chain-signals.jsonl"), keep=False)
 
 
 class MarketFeed:
@@ -230,7 +235,19 @@ class MarketFeed:
         return {"trades": self.sent, "candles": st["candles"], "signals": st["signals"]}
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """What can be refused before Ray, the node or the services are touched."""
+    from app.flags import check_out_dir
+    from app.inputs import CommandLineError, check_strategy
+    if args.to_block is not None and args.to_block < args.from_block:
+        raise CommandLineError(f"--to-block {args.to_block} is before --from-block {args.from_block}")
+    check_out_dir("--out-dir", args.out_dir)
+    if not (args.in_process or args.no_markets):
+        check_strategy(_market_config(args))
+
+
 def cmd_follow(args: argparse.Namespace) -> int:
+    check_args(args)
     status = asyncio.run(follow(args))
     print(f"followed {status['blocks']} blocks ({status['reorgs']} reorgs, {status['orphaned']} orphaned, "
           f"{status['deep_reorgs']} deeper than the window), {status['rejected']} rejected responses", file=sys.stderr)

@@ -1,7 +1,8 @@
 """The ``crypto-intel`` command line: run, replay, indicators, structure, signals, db.
 
-Errors a user can fix (bad paths, columns, specs) exit with code 2 and one line saying what is
-wrong and how to fix it.
+Errors a user can fix (bad paths, columns, specs, flag values, argparse's own) exit with code 2 and
+one line, ``crypto-intel <command>: error: ...``, saying what is wrong and how to fix it; anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,31 +12,45 @@ import sys
 import time
 from pathlib import Path
 
-from app.inputs import CommandLineError, check_strategy, load_inputs, pipeline_config
-from engine.config import PipelineConfig
-from schemas.errors import CryptoIntelError
+from app import flags
+from app.inputs import CommandLineError, check_strategy, load_inputs, make_config, pipeline_config
+from schemas.errors import CryptoIntelError, InputError
 
-DEFAULT_OUT = Path("data/out")
+PROG = "crypto-intel"
+# errors a user fixes (a path, a value): one line and exit code 2; anything else is a bug and shows its traceback
+USER_ERRORS = (CryptoIntelError, FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError,
+               PermissionError)
+
+
+class CliParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``crypto-intel <command>: error: ...``, exit code 2
+    (argparse's usage block stays behind ``--help``). Subcommand parsers are of the same class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {flags.one_line(message)}; see {self.prog} --help\n")
 
 
 def _add_pipeline_args(p: argparse.ArgumentParser, timeframes: str = "1m") -> None:
-    p.add_argument("--timeframes", default=timeframes,
+    p.add_argument("--timeframes", default=timeframes, type=flags.timeframes,
                    help=f"comma-separated candle timeframes built from trades (default {timeframes})")
     p.add_argument("--strategy", default="default", help="built-in strategy name or a TOML file (default: default)")
-    p.add_argument("--indicators", default="", help="extra indicator specs, e.g. \"macd:12:26:9,obv\"")
-    p.add_argument("--lateness", default="0s", help="accept out-of-order trades this late, e.g. 2s (default 0s)")
+    p.add_argument("--indicators", default="", type=flags.indicator_list,
+                   help="extra indicator specs, e.g. \"macd:12:26:9,obv\"")
+    p.add_argument("--lateness", default="0s", type=flags.lateness,
+                   help="accept out-of-order trades this late, e.g. 2s (default 0s)")
     p.add_argument("--gaps", choices=["skip", "flag"], default="skip",
                    help="empty buckets: absent (skip) or flagged candles with NaN prices (flag)")
-    p.add_argument("--swing", type=int, default=5, help="left/right bars confirming a swing (default 5)")
+    p.add_argument("--swing", type=flags.positive_int, default=5, help="left/right bars confirming a swing (default 5)")
     p.add_argument("--break-by", choices=["close", "wick"], default="close",
                    help="a swing level breaks on a close beyond it (default) or any trade beyond it")
     p.add_argument("--analyses", default="fvg,order_blocks,liquidity",
                    help="structure analyses after swings and breaks, comma-separated, or none "
                         "(default fvg,order_blocks,liquidity)")
-    p.add_argument("--shards", type=int, default=1, help="shard actors per stage (default 1)")
+    p.add_argument("--shards", type=flags.positive_int, default=1, help="shard actors per stage (default 1)")
     p.add_argument("--fused", action="store_true", help="run all stages of a shard in one actor (lower latency)")
-    p.add_argument("--batch-size", type=int, default=8192, help="max rows per micro-batch (default 8192)")
-    p.add_argument("--linger-ms", type=float, default=None,
+    p.add_argument("--batch-size", type=flags.positive_int, default=8192,
+                   help="max rows per micro-batch (default 8192)")
+    p.add_argument("--linger-ms", type=flags.non_negative_float, default=None,
                    help="max wait for a partial micro-batch to fill before it is sent on "
                         "(default: 0 for run, lowest latency; 50 for replay, highest throughput)")
     _add_input_args(p)
@@ -55,6 +70,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     config = pipeline_config(args)
     check_strategy(config)
+    flags.check_out_file("--out", args.out)
+    if args.events_out:
+        flags.check_out_file("--events-out", args.events_out)
     inputs = load_inputs(args.input, args.market, args.columns)
     total = sum(len(b) for b in inputs)
     progress = Progress(total, "replay")
@@ -92,25 +110,32 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _write(path: str, records: list, model: type) -> None:
     """Records to a new file: Parquet when the name ends in .parquet, else JSON Lines."""
-    if path.endswith(".parquet"):
-        from engine.sinks.parquet import ParquetSink
-        with ParquetSink(path, model) as sink:
-            sink.write(records)
-    else:
-        from engine.sinks.jsonl import JsonlSink
-        with JsonlSink(path, append=False) as sink:
-            sink.write(records)
+    try:
+        if path.endswith(".parquet"):
+            from engine.sinks.parquet import ParquetSink
+            with ParquetSink(path, model) as sink:
+                sink.write(records)
+        else:
+            from engine.sinks.jsonl import JsonlSink
+            with JsonlSink(path, append=False) as sink:
+                sink.write(records)
+    except OSError as e:
+        raise InputError(f"{path}: cannot write: {e.strerror or e}") from None
 
 
 def cmd_indicators(args: argparse.Namespace) -> int:
     from engine.indicator_table import indicator_table
     from engine.sources.columns import parse_column_map
 
+    flags.check_out_file("--out", args.out)
     table = indicator_table(args.input, args.timeframe, args.indicators, market=args.market,
                             columns=parse_column_map(args.columns))
     import pyarrow.parquet as pq
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, args.out)
+    try:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, args.out)
+    except OSError as e:
+        raise InputError(f"{args.out}: cannot write: {e.strerror or e}") from None
     print(f"wrote {table.num_rows:,} bars x {table.num_columns} columns to {args.out}", file=sys.stderr)
     return 0
 
@@ -125,10 +150,11 @@ def cmd_structure(args: argparse.Namespace) -> int:
     from schemas.batches import FeatureBatch
     from schemas.records import StructureEvent
 
-    if args.swing_length < 1:
-        raise CommandLineError(f"--swing-length must be at least 1, got {args.swing_length}")
-    config = PipelineConfig(timeframes=(args.timeframe,), swing_left=args.swing_length,
-                            swing_right=args.swing_length, break_by=args.break_by)
+    config = make_config({"timeframes": "--timeframe", "swing_left": "--swing-length",
+                          "swing_right": "--swing-length", "break_by": "--break-by"},
+                         timeframes=(args.timeframe,), swing_left=args.swing_length,
+                         swing_right=args.swing_length, break_by=args.break_by)
+    flags.check_out_file("--out", args.out)
     candles = candles_for(args.input, args.timeframe, args.market, parse_column_map(args.columns))
     candles = candles.take(np.lexsort((candles.market, candles.open_ts)))
     out = Chain(build_operators("structure", config)).update(FeatureBatch(candles, [], np.empty((len(candles), 0))))
@@ -150,6 +176,7 @@ def cmd_signals(args: argparse.Namespace) -> int:
 
     config = pipeline_config(args)
     check_strategy(config)
+    flags.check_out_file("--out", args.out)
     result = run_in_process(Replay(load_inputs(args.input, args.market, args.columns),
                                    batch_size=config.batch_size), config)
     _write(args.out, result.signals, Signal)
@@ -161,6 +188,10 @@ def cmd_signals(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from engine.venues.sources import build_sources, load_config
+    if args.out_dir:
+        flags.check_out_dir("--out-dir", args.out_dir)
+    if not args.out_dir or not args.no_services:  # the default --out-dir and the embedded services live there
+        flags.check_out_dir("--data-dir", args.data_dir)
     sources, urls = list(args.source or []), list(args.venue_url or [])
     if args.config:
         file_sources, file_urls = load_config(args.config)
@@ -180,27 +211,36 @@ def cmd_chain_follow(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crypto-intel", description="Real-time crypto market intelligence on Ray.")
+    parser = CliParser(prog=PROG, description="Real-time crypto market intelligence on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="the main job: replay the bundled real sample live through the engine on Ray",
                          description="Start a local Ray instance, replay the bundled real sample (or --input files) "
                                      "in a loop at accelerated real time across several markets, and write "
-                                     "signals to --out-dir. With DATABASE_URL set, candles, structure events, "
-                                     "signals and risk scores are also written to Postgres (migrated first); with "
-                                     "REDIS_URL set, they are published to the Redis live feed and shard "
-                                     "checkpoints are saved there. Ctrl-C stops cleanly.")
+                                     "signals to --out-dir. Candles, structure events, signals and risk scores go "
+                                     "to Postgres and the Redis live feed, and the HTTP API, WebSocket feed and "
+                                     "dashboard serve them: by default from a PostgreSQL and a Redis this job "
+                                     "starts itself under --data-dir (stopped on exit), or from the services "
+                                     "DATABASE_URL and REDIS_URL name. Ctrl-C or SIGTERM stops cleanly.")
     run.add_argument("--input", nargs="+", default=None,
                      help="trade/candle files or synthetic:MARKETS:TRADES[:SEED] (default: the bundled real sample)")
-    run.add_argument("--speed", type=float, default=3600.0, help="replay speed, x real time (default 3600)")
-    run.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
-    run.add_argument("--out-dir", default=str(DEFAULT_OUT), help=f"where signals go (default {DEFAULT_OUT})")
-    run.add_argument("--dashboard-port", type=int, default=8265, help="Ray dashboard port on 127.0.0.1")
+    run.add_argument("--speed", type=flags.positive_float, default=3600.0,
+                     help="replay speed, x real time (default 3600)")
+    run.add_argument("--max-seconds", type=flags.non_negative_float, default=None, help="stop after this many seconds")
+    run.add_argument("--data-dir", default="data",
+                     help="where the embedded PostgreSQL and Redis keep their data, and the default --out-dir "
+                          "parent (default ./data)")
+    run.add_argument("--out-dir", default=None, help="where signals, status files and the admin key file go "
+                                                     "(default <data-dir>/out)")
+    run.add_argument("--no-services", action="store_true",
+                     help="files only: no Postgres, Redis, HTTP API, WebSocket feed or dashboard")
+    run.add_argument("--dashboard-port", type=flags.port, default=8265, help="Ray dashboard port on 127.0.0.1")
     run.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
     run.add_argument("--host", default="127.0.0.1", help="address the HTTP API binds (default 127.0.0.1)")
-    run.add_argument("--http-port", type=int, default=8000, help="HTTP API port (default 8000)")
-    run.add_argument("--ws-port", type=int, default=8001, help="WebSocket live feed port, beside Serve (default 8001)")
-    run.add_argument("--checkpoint-s", type=float, default=30.0,
+    run.add_argument("--http-port", type=flags.port, default=8000, help="HTTP API port (default 8000)")
+    run.add_argument("--ws-port", type=flags.port, default=8001,
+                     help="WebSocket live feed port, beside Serve (default 8001)")
+    run.add_argument("--checkpoint-s", type=flags.positive_float, default=30.0,
                      help="seconds between shard checkpoints to Redis when REDIS_URL is set (default 30)")
     run.add_argument("--source", action="append", metavar="VENUE:SYMBOLS",
                      help="follow a venue live instead of the sample, e.g. binance:BTCUSDT,ETHUSDT (repeatable; "
@@ -208,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--venue-url", action="append", metavar="VENUE.ws|rest=URL",
                      help="base URL of a venue's WebSocket or REST API, e.g. binance.ws=ws://127.0.0.1:9001")
     run.add_argument("--config", default=None, help="TOML file with sources = [...] and [venue_urls]")
-    run.add_argument("--repair-hold-s", type=float, default=2.0,
+    run.add_argument("--repair-hold-s", type=flags.non_negative_float, default=2.0,
                      help="how long a market's trades wait for a gap repair before going on degraded (default 2)")
     _add_pipeline_args(run)
     run.set_defaults(func=cmd_run, batch_size=512, default_linger_ms=0.0)
@@ -230,8 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "BOS/CHoCH and fair value gap event with the bar it refers to and the bar "
                                     "that confirmed it.")
     st.add_argument("--input", required=True, help="Parquet, CSV or Feather file of trades or candles")
-    st.add_argument("--timeframe", required=True, help="candle timeframe, e.g. 15m")
-    st.add_argument("--swing-length", type=int, default=5, help="bars left and right confirming a swing (default 5)")
+    st.add_argument("--timeframe", required=True, type=flags.timeframe, help="candle timeframe, e.g. 15m")
+    st.add_argument("--swing-length", type=flags.positive_int, default=5,
+                    help="bars left and right confirming a swing (default 5)")
     st.add_argument("--break-by", choices=["close", "wick"], default="close", help="what breaks a swing level")
     st.add_argument("--out", required=True, help="events file: JSON Lines, or Parquet if it ends in .parquet")
     _add_input_args(st)
@@ -249,8 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Build candles (from trades, or read candles) and add one column per "
                                      "indicator output, named <name>_<params joined by _>.")
     ind.add_argument("--input", required=True, help="Parquet, CSV or Feather file of trades or candles")
-    ind.add_argument("--timeframe", default="1m", help="candle timeframe (default 1m)")
-    ind.add_argument("--indicators", required=True,
+    ind.add_argument("--timeframe", default="1m", type=flags.timeframe, help="candle timeframe (default 1m)")
+    ind.add_argument("--indicators", required=True, type=flags.indicator_specs,
                      help="comma-separated specs, e.g. \"rsi:14,ema:20,macd:12:26:9,bbands:20:2,sar:0.02:0.2\"")
     ind.add_argument("--out", required=True, help="Parquet file to write")
     _add_input_args(ind)
@@ -268,15 +309,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except SystemExit as e:
+        if e.code == 2:  # the parser has printed its one-line error
+            return 2
+        raise
+    command = _command(args)
+    if extra:
+        print(f"{PROG} {command}: error: unrecognized arguments: {' '.join(extra)}; see {PROG} {command} --help",
+              file=sys.stderr)
+        return 2
     try:
         return args.func(args)
-    except (CryptoIntelError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        print(f"crypto-intel {args.command}: error: {e}", file=sys.stderr)
+    except USER_ERRORS as e:
+        print(f"{PROG} {command}: error: {flags.one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command as typed, e.g. ``replay`` or ``db migrate``."""
+    sub = getattr(args, f"{args.command}_command", None)
+    return f"{args.command} {sub}" if sub else args.command
 
 
 if __name__ == "__main__":

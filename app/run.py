@@ -7,30 +7,43 @@ import sys
 import time
 from pathlib import Path
 
-from app.services import StoreSettings, close_services, save_checkpoint, start_serving
+from app.services import (
+    StoreSettings,
+    close_services,
+    job_out_dir,
+    job_services,
+    save_checkpoint,
+    start_serving,
+    stop_on_sigterm,
+)
 from engine.config import PipelineConfig
 from engine.sources.align import align_starts, last_event_ts
 
 
 def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
-    """Run until --max-seconds or Ctrl-C, printing a one-line status; signals go to --out-dir."""
-    from actors.pipeline import RayPipeline
-    from actors.runtime import start_ray, stop_ray
+    """Run until --max-seconds, Ctrl-C or SIGTERM, printing a one-line status; signals go to --out-dir."""
     from app.inputs import check_strategy, load_inputs
-    from engine.sources.replay import Replay
+    from app.warmup import warm_if_cold
     from engine.sources.sample import sample_paths
 
     check_strategy(config)
     paths = args.input or [str(p) for p in sample_paths()]
     inputs = align_starts(load_inputs(paths, args.market, args.columns))
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    signals_path = out_dir / "signals.jsonl"
+    out_dir = job_out_dir(args)
+    warm_if_cold(config, log=lambda m: print(m, file=sys.stderr))
+    with job_services(args, out_dir) as services:
+        return _replay_live(args, config, inputs, out_dir, services)
 
-    services = StoreSettings.from_env(out_dir)
-    if services.database_url:
-        services.migrate()
+
+def _replay_live(args: argparse.Namespace, config: PipelineConfig, inputs: list, out_dir: Path,
+                 services: StoreSettings) -> int:
+    from actors.pipeline import RayPipeline
+    from actors.runtime import start_ray, stop_ray
+    from engine.sources.replay import Replay
+
+    signals_path = out_dir / "signals.jsonl"
     url = start_ray(dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port)
+    stop_on_sigterm()
     print(f"Ray dashboard: {url or 'disabled'}", file=sys.stderr)
     print(f"replaying {len(inputs)} inputs at x{args.speed:g} real time; signals -> {signals_path}"
           f"{services.describe()}; Ctrl-C stops", file=sys.stderr)
@@ -69,7 +82,7 @@ def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
             if args.max_seconds is not None and now - t0 >= args.max_seconds:
                 break
     except KeyboardInterrupt:
-        stopped = "Ctrl-C"
+        stopped = "interrupted"
     finally:
         if tty:
             print(file=sys.stderr)

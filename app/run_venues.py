@@ -16,7 +16,15 @@ from pathlib import Path
 
 import ray
 
-from app.services import StoreSettings, close_services, save_checkpoint, start_serving
+from app.services import (
+    StoreSettings,
+    close_services,
+    job_out_dir,
+    job_services,
+    save_checkpoint,
+    start_serving,
+    stop_on_sigterm,
+)
 from connectors.venues.supervisor import SupervisorConfig
 from engine.config import PipelineConfig
 from engine.venues.quality import DataQuality
@@ -26,19 +34,26 @@ LOUD = ("gap", "repair", "degraded", "unrepaired", "resync")
 
 
 def run_venues(args: argparse.Namespace, config: PipelineConfig, specs: list[SourceSpec]) -> int:
+    """Follow live venues until --max-seconds, Ctrl-C or SIGTERM; signals go to --out-dir."""
+    from app.inputs import check_strategy
+    from app.warmup import warm_if_cold
+
+    check_strategy(config)
+    out_dir = job_out_dir(args)
+    warm_if_cold(config, log=lambda m: print(m, file=sys.stderr))
+    with job_services(args, out_dir) as services:
+        return _follow_venues(args, config, specs, out_dir, services)
+
+
+def _follow_venues(args: argparse.Namespace, config: PipelineConfig, specs: list[SourceSpec], out_dir: Path,
+                   services: StoreSettings) -> int:
     from actors.pipeline import RayPipeline
     from actors.runtime import start_ray, stop_ray
     from actors.venue_source import VenueSourceActor
-    from app.inputs import check_strategy
 
-    check_strategy(config)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     signals_path = out_dir / "signals.jsonl"
-    services = StoreSettings.from_env(out_dir)
-    if services.database_url:
-        services.migrate()
     url = start_ray(dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port)
+    stop_on_sigterm()
     print(f"Ray dashboard: {url or 'disabled'}", file=sys.stderr)
     for s in specs:
         print(f"source {s.venue}: {', '.join(s.symbols)}"
@@ -105,7 +120,7 @@ def run_venues(args: argparse.Namespace, config: PipelineConfig, specs: list[Sou
             if args.max_seconds is not None and now - t0 >= args.max_seconds:
                 break
     except KeyboardInterrupt:
-        stopped = "Ctrl-C"
+        stopped = "interrupted"
     finally:
         events_file.close()
         try:

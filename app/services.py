@@ -1,16 +1,22 @@
-"""Which services the main job uses: ``DATABASE_URL`` and ``REDIS_URL`` switch Postgres and Redis on.
-
-Without them the engine keeps its embedded defaults (files and in-memory state).
+"""Which services a live job uses: ``DATABASE_URL`` and ``REDIS_URL`` name external Postgres and Redis;
+without them the job starts embedded ones of its own under ``--data-dir``; ``--no-services`` keeps
+it to files and in-memory state.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectors.embedded import EmbeddedServices
 from connectors.storage.urls import redact
 
 PIPELINE_NAME = "run"
@@ -83,6 +89,45 @@ class StoreSettings:
         return "; ".join(out)
 
 
+def job_out_dir(args: argparse.Namespace) -> Path:
+    """``--out-dir``, by default ``<data-dir>/out``; created."""
+    out = Path(args.out_dir) if args.out_dir else Path(args.data_dir) / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a job the way Ctrl-C does: cleanly, services stopped
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends the job like Ctrl-C; call again after ``ray.init``, which installs a handler of its own."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+@contextmanager
+def job_services(args: argparse.Namespace, out_dir: Path) -> Iterator[StoreSettings]:
+    """The job's Postgres and Redis, migrated; embedded ones are stopped on exit, Ctrl-C and SIGTERM included."""
+    settings = StoreSettings.from_env(out_dir)
+    embedded = None
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        if args.no_services:
+            settings = dataclasses.replace(settings, database_url=None, redis_url=None)
+        elif not (settings.database_url and settings.redis_url):
+            embedded = EmbeddedServices(Path(args.data_dir), log=lambda m: print(m, file=sys.stderr))
+            urls = embedded.start()
+            settings = dataclasses.replace(settings, database_url=settings.database_url or urls.database_url,
+                                           redis_url=settings.redis_url or urls.redis_url)
+        if settings.database_url:
+            settings.migrate()
+        yield settings
+    finally:
+        if embedded is not None:
+            embedded.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
 def close_services(services: StoreSettings, checkpoints, pipe, store, feed) -> None:
     """End of a live run: a last checkpoint, the store's summary, the feed server stopped."""
     import ray
@@ -117,7 +162,7 @@ def start_serving(settings: StoreSettings, host: str, http_port: int, out_dir: P
     WebSocket feed actor. Returns lines to print (URLs, a generated admin key exactly once) and
     the feed actor, which lives as long as the caller holds it."""
     if not (settings.database_url and settings.redis_url):
-        return ["HTTP API and WebSocket feed: off (set DATABASE_URL and REDIS_URL to serve them)"], None
+        return ["HTTP API, WebSocket feed and dashboard: off (--no-services)"], None
     from serve.accounts import Accounts
     from serve.api import ApiSettings
     from serve.app import start_api
@@ -144,4 +189,6 @@ def start_serving(settings: StoreSettings, host: str, http_port: int, out_dir: P
              f"Dashboard: {url}/dashboard?ws=ws://{host}:{bound}/ws/v1/feed (asks for an API key)"]
     if key:
         lines.append(f"first start: admin API key {key} (shown once; also saved to {key_file}, mode 0600)")
+    elif key_file.exists():
+        lines.append(f"admin API key: in {key_file}")
     return lines, feed

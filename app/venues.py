@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from app import flags
 from engine.venues.capture import RECEIVED, CaptureError, read_capture
 from engine.venues.frames import FrameOutput, parse_frame
 from engine.venues.registry import VENUES, make_venue
@@ -21,14 +22,14 @@ def add_venues_parser(sub: argparse._SubParsersAction) -> None:
     vsub = v.add_subparsers(dest="venues_command", required=True, metavar="VENUES_COMMAND")
     p = vsub.add_parser("parse", help="parse a recorded WebSocket capture into ticks (JSON Lines)")
     p.add_argument("--venue", required=True, choices=list(VENUES), help="venue whose wire format the capture is in")
-    p.add_argument("--input", required=True, help="capture file (lines 'TS: FRAME', as in shared/data/wire)")
+    p.add_argument("--input", required=True, help="capture file (lines 'TS: FRAME', as in tests/data/wire)")
     p.add_argument("--out", required=True, help="JSON Lines file of trades (and book updates, bars, marks)")
     p.set_defaults(func=cmd_parse)
     c = vsub.add_parser("check", help="connect to each venue, wait for data, call its REST API; print status")
     c.add_argument("--source", action="append", metavar="VENUE:SYMBOLS",
                    help="venues and symbols to check (default: binance:BTCUSDT)")
     c.add_argument("--venue-url", action="append", metavar="VENUE.ws|rest=URL", help="base URL overrides")
-    c.add_argument("--timeout-s", type=float, default=10.0, help="seconds to wait for a first frame (default 10)")
+    c.add_argument("--timeout-s", type=flags.positive_float, default=10.0, help="seconds to wait for a first frame (default 10)")
     c.set_defaults(func=cmd_check)
 
 
@@ -40,6 +41,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     path = Path(args.input)
     if not path.is_file():
         raise FileNotFoundError(f"no capture at {path}")
+    flags.check_out_file("--out", args.out, make_parents=False)
     with open(args.out, "w", encoding="utf-8") as f:
         try:
             for line in read_capture(path):

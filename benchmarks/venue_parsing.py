@@ -11,12 +11,12 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from pathlib import Path
 
 from engine.venues.capture import RECEIVED, read_capture
 from engine.venues.frames import FrameOutput, parse_frame
+from tests.data_paths import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA  # tests/data: the recorded sessions and trades bundled with the tests
 TARGET = 200_000
 # venue module, class, capture: the recorded real sessions each parser is timed on
 VENUES = [("binance", "BinanceSpot", "BINANCE.ws.1.0"), ("binance", "BinanceFutures", "BINANCE_FUTURES.ws.1.0"),

@@ -10,15 +10,20 @@ NS_PER_SECOND = 1_000_000_000
 _UNITS = {"s": NS_PER_SECOND, "m": 60 * NS_PER_SECOND, "h": 3600 * NS_PER_SECOND,
           "d": 86400 * NS_PER_SECOND, "w": 7 * 86400 * NS_PER_SECOND}
 _PATTERN = re.compile(r"^(\d+)([smhdw])$")
+# longest timeframe (or lateness): far below where nanosecond timestamps plus it overflow 64 bits
+MAX_DAYS = 3650
 
 
 def parse_timeframe(text: str) -> int:
     """Return the length of a timeframe such as ``5m`` in nanoseconds."""
     match = _PATTERN.match(text.strip())
-    if not match or int(match.group(1)) <= 0:
+    count = match.group(1).lstrip("0") if match else ""
+    if not count:
         raise ConfigError(
             f"bad timeframe {text!r}: use a positive count and a unit s, m, h, d or w, e.g. 15s, 1m, 4h, 1d")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    if len(count) > 15 or int(count) * _UNITS[match.group(2)] > MAX_DAYS * _UNITS["d"]:
+        raise ConfigError(f"bad timeframe {text!r}: too long; the longest is {MAX_DAYS}d (about 10 years)")
+    return int(count) * _UNITS[match.group(2)]
 
 
 def format_timeframe(ns: int) -> str:

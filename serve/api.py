@@ -8,24 +8,32 @@ from Postgres; no request ever waits on an engine actor. Every error body is
 
 import asyncio
 import base64
+import json
+import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+from pydantic_core import PydanticCustomError
 
 from schemas.errors import CryptoIntelError
 from serve.structure_view import structure_view
 
+log = logging.getLogger(__name__)
+
 API = "/api/v1"
 MAX_LIMIT = 1000
+INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass
@@ -60,6 +68,87 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
+def text_problem(value: str) -> str | None:
+    """Why Postgres would refuse ``value`` as text (a NUL, a lone surrogate), or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (lone surrogate)"
+    return None
+
+
+def _check_text(value: Any) -> Any:
+    problem = text_problem(value) if isinstance(value, str) else None
+    if problem:
+        raise PydanticCustomError("invalid_text", "text {problem}", {"problem": problem})
+    return value
+
+
+# every text parameter and body field carries this: NUL and lone surrogates never reach Postgres
+Text = AfterValidator(_check_text)
+
+
+def _raw_text_problem(scope: dict) -> str | None:
+    """What of the request's path or query string (still percent-encoded) is not text: NUL or invalid UTF-8."""
+    raw_path = scope.get("raw_path")
+    parts = [("path", unquote_to_bytes(raw_path) if raw_path is not None else None),
+             ("query string", unquote_to_bytes(scope.get("query_string") or b""))]
+    for where, raw in parts:
+        if raw is None:  # no raw_path from this server: the decoded path is all there is
+            problem = text_problem(scope.get("path", ""))
+            if problem:
+                return f"the {where} {problem}"
+            continue
+        if b"\x00" in raw:
+            return f"the {where} contains a NUL character (%00)"
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"the {where} is not valid UTF-8 once percent-decoded"
+    return None
+
+
+async def _send_error(send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Guard:
+    """Inside CORS, around everything else: refuses paths and query strings Postgres could not take
+    (422 ``invalid_text``), and turns any exception no handler took into a logged 500 in the one
+    error shape (never the server's plain-text page)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem = _raw_text_problem(scope)
+        if problem:
+            await _send_error(send, 422, "invalid_text", f"{problem}; send UTF-8 text without NUL characters")
+            return
+        started = False
+
+        async def tracking_send(message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            # the path only: query strings may carry a key (the dashboard's ?key=)
+            log.exception("unhandled error answering %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await _send_error(send, 500, "internal_error", "internal error; it has been logged")
+
+
 def clean(value: Any) -> Any:
     """JSON-safe, recursively: NaN/inf as null (gap candles and warm-up values carry NaN), datetimes as ISO-8601."""
     if isinstance(value, float):
@@ -74,26 +163,27 @@ def clean(value: Any) -> Any:
 
 
 def parse_time(value: str | None, name: str) -> int | None:
-    """Nanoseconds from an int (ns, or s/ms/µs by magnitude) or an ISO-8601 time (UTC if no zone)."""
+    """Nanoseconds from an int (ns, or s/ms/µs by magnitude) or an ISO-8601 time (UTC if no zone);
+    422 ``invalid_time`` unless it is one and fits int64 nanoseconds."""
     if value is None or value == "":
         return None
-    try:
+    if re.fullmatch(r"[+-]?[0-9]{1,40}", value):
         n = int(value)
-    except ValueError:
+        for limit, scale in ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3)):
+            if abs(n) < limit:
+                n *= scale
+                break
+    else:
         try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+            dt = datetime.fromisoformat(value)  # 3.11+: takes a trailing Z too
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            n = int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
+        except (ValueError, OverflowError):
             raise ApiError(422, "invalid_time", f"{name} must be epoch nanoseconds (or s/ms/µs) or an ISO-8601 "
-                                                f"time, got {value!r}") from None
-        if dt.tzinfo is None:
-            from datetime import timezone
-            dt = dt.replace(tzinfo=timezone.utc)
-        return int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
-    if not -(2**63) <= n < 2**63:
-        raise ApiError(422, "invalid_time", f"{name} is out of range: {value}")
-    for limit, scale in ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3)):
-        if abs(n) < limit:
-            return n * scale
+                                                f"time, got {value[:64]!r}") from None
+    if not INT64[0] <= n <= INT64[1]:
+        raise ApiError(422, "invalid_time", f"{name} is outside the int64 nanosecond range: {value[:64]}")
     return n
 
 
@@ -101,14 +191,26 @@ def _cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode().rstrip("=")
 
 
+def _bad_cursor() -> ApiError:
+    return ApiError(422, "invalid_cursor", "cursor is not one this API returned")
+
+
 def _uncursor(cursor: str, n: int) -> list[str]:
+    """The ``n`` text fields of a cursor; 422 ``invalid_cursor`` for anything this API did not make."""
     try:
         parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|", n - 1)
-        if len(parts) != n:
-            raise ValueError
-        return parts
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned") from None
+    except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII input
+        raise _bad_cursor() from None
+    if len(parts) != n or any(not p or text_problem(p) for p in parts):
+        raise _bad_cursor()
+    return parts
+
+
+def _cursor_ns(part: str) -> int:
+    """A cursor's time field: decimal int64 nanoseconds."""
+    if not re.fullmatch(r"-?[0-9]{1,19}", part) or not INT64[0] <= int(part) <= INT64[1]:
+        raise _bad_cursor()
+    return int(part)
 
 
 class Page(BaseModel):
@@ -138,20 +240,78 @@ class Health(BaseModel):
     checks: dict[str, str] = Field(default_factory=dict)
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The one shape of every error answer."""
+
+    error: ErrorDetail
+
+
+class User(BaseModel):
+    username: str
+    email: str | None = None
+    tier: str
+    created_at: str | None = None
+    disabled: bool
+
+
+class UserItem(BaseModel):
+    item: User
+
+
+class IssuedKey(BaseModel):
+    username: str
+    role: str
+    key: str
+    key_id: str
+
+
+class IssuedKeyItem(BaseModel):
+    item: IssuedKey
+
+
+class Revoked(BaseModel):
+    revoked: str
+
+
+class RevokedItem(BaseModel):
+    item: Revoked
+
+
+class UserChanged(BaseModel):
+    username: str
+    tier: str | None = None
+    disabled: bool | None = None
+
+
+class UserChangedItem(BaseModel):
+    item: UserChanged
+
+
 class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
-    email: str | None = Field(default=None, max_length=254)
-    tier: str = "free"
+    email: Annotated[str | None, Field(max_length=254), Text] = None
+    tier: Annotated[str, Field(max_length=32), Text] = "free"
 
 
 class NewKey(BaseModel):
-    role: str = "user"
-    label: str = Field(default="", max_length=200)
+    model_config = ConfigDict(extra="forbid")
+
+    role: Annotated[str, Field(max_length=32), Text] = "user"
+    label: Annotated[str, Field(max_length=200), Text] = ""
 
 
 class UserChange(BaseModel):
-    tier: str | None = None
-    disabled: bool | None = None
+    model_config = ConfigDict(extra="forbid")
+
+    tier: Annotated[str | None, Field(max_length=32), Text] = None
+    disabled: StrictBool | None = None  # true/false only, not "yes" or 1
 
 
 class Services:
@@ -227,9 +387,11 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """The FastAPI application; ``settings`` default to the environment (DATABASE_URL, REDIS_URL)."""
     app = FastAPI(title="crypto-intel API", version="1.0.0",
-                  description="Signals, market data, structure, wallets and alerts of the crypto-intel engine.")
+                  description="Signals, market data, structure, wallets and alerts of the crypto-intel engine.",
+                  responses={"4XX": {"model": ErrorBody, "description": "Client error: `{\"error\": {code, message}}`"}})
     app.state.settings = settings
     app.state.services = None
+    app.add_middleware(_Guard)  # added first: inside CORS, so its answers carry CORS headers too
     app.add_middleware(_LazyCors, origins=lambda: settings.cors_origins if settings else
                        [o for o in os.environ.get("CRYPTO_INTEL_CORS_ORIGINS", "").split(",") if o])
 
@@ -265,16 +427,20 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message, exc.headers)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException, unknown routes (404), 405
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                405: "method_not_allowed"}.get(exc.status_code, "error")
         return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return _error(422, "invalid_request", f"{where}: {first.get('msg', 'invalid value')}")
+        code = "invalid_text" if first.get("type") in ("invalid_text", "string_unicode") else "invalid_request"
+        return _error(422, code, f"{where}: {first.get('msg', 'invalid value')}")
 
     from connectors.storage.queries import QueryError
 
@@ -282,15 +448,21 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def _query_error(request: Request, exc: QueryError) -> JSONResponse:
         return _error(422, "invalid_request", str(exc))
 
-    from starlette.exceptions import HTTPException as StarletteHTTPException
+    import asyncpg
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _starlette_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "not_found" if exc.status_code == 404 else "error", str(exc.detail))
+    @app.exception_handler(asyncpg.DataError)  # class 22 (bad text, out of range) and asyncpg's own encode errors
+    async def _data_error(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        log.warning("query refused a parameter on %s %s: %s", request.method, request.url.path, exc)
+        return _error(422, "invalid_value", f"a parameter was refused by the database: {str(exc)[:200]}")
 
     Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"page size, at most {MAX_LIMIT}")]
-    Symbol = Annotated[str, Path(min_length=1, max_length=64, description="market, e.g. BINANCE:BTCUSDT")]
+    Symbol = Annotated[str, Path(min_length=1, max_length=64, description="market, e.g. BINANCE:BTCUSDT"), Text]
     Tf = Annotated[str | None, Query(max_length=8, pattern=r"^[0-9]+[smhdw]$", description="timeframe, e.g. 1m")]
+    Time = Annotated[str | None, Query(max_length=64, description="epoch ns (or s/ms/µs) or ISO-8601"), Text]
+    Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page"), Text]
+    Market = Annotated[str | None, Query(max_length=64), Text]
+    Kind = Annotated[str | None, Query(max_length=64), Text]
+    Address = Annotated[str | None, Query(max_length=128), Text]
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -341,12 +513,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @app.get(f"{API}/markets/{{symbol}}/candles", response_model=Page, tags=["markets"])
     async def candles(symbol: Symbol, svc: Annotated[Services, Depends(services)], who=Depends(principal),
-                      tf: Tf = None, start: str | None = None, end: str | None = None, limit: Limit = 500,
-                      cursor: str | None = None) -> Page:
+                      tf: Tf = None, start: Time = None, end: Time = None, limit: Limit = 500,
+                      cursor: Cursor = None) -> Page:
         """Candles newest first, opened in [start, end); page on with ``cursor``."""
         tf = tf or svc.settings.default_timeframe
         start_ns, end_ns = parse_time(start, "start"), parse_time(end, "end")
-        before = int(_uncursor(cursor, 1)[0]) if cursor else end_ns
+        before = _cursor_ns(_uncursor(cursor, 1)[0]) if cursor else end_ns
         rows = await svc.queries.latest_candles(symbol, tf, limit=limit, before_ns=before)
         if start_ns is not None:
             rows = [r for r in rows if r["open_ts"] >= start_ns]
@@ -355,8 +527,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @app.get(f"{API}/markets/{{symbol}}/indicators", response_model=Item, tags=["markets"])
     async def indicators(symbol: Symbol, svc: Annotated[Services, Depends(services)], who=Depends(principal),
-                         tf: Tf = None, names: str | None = Query(None, max_length=2000,
-                                                                  description="comma-separated output names")) -> Item:
+                         tf: Tf = None, names: Annotated[str | None, Query(
+                             max_length=2000, description="comma-separated output names"), Text] = None) -> Item:
         """The latest indicator values of a market and timeframe (all, or ``names``)."""
         tf = tf or svc.settings.default_timeframe
         rec = await svc.cache.get("indicators", f"{symbol}|{tf}")
@@ -382,7 +554,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @app.get(f"{API}/market/summary", response_model=Page, tags=["markets"])
     async def summary(svc: Annotated[Services, Depends(services)], who=Depends(principal), tf: Tf = None,
-                      market: str | None = Query(None, max_length=64)) -> Page:
+                      market: Market = None) -> Page:
         """Per market: price, 24h change, volume, volatility and risk, strongest signals."""
         tf = tf or svc.settings.default_timeframe
         names = [market] if market else [r["market"] for r in await svc.queries.markets()]
@@ -393,20 +565,20 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @app.get(f"{API}/signals", response_model=Page, tags=["signals"])
     async def signals(svc: Annotated[Services, Depends(services)], who=Depends(principal),
-                      market: str | None = Query(None, max_length=64), kind: str | None = Query(None, max_length=64),
-                      since: str | None = None, limit: Limit = 100, cursor: str | None = None) -> Page:
+                      market: Market = None, kind: Kind = None, since: Time = None, limit: Limit = 100,
+                      cursor: Cursor = None) -> Page:
         """Signals oldest first with reasons and risk; page on with ``cursor``."""
         after = None
         if cursor:
             ts, sid = _uncursor(cursor, 2)
-            after = (int(ts), sid)
+            after = (_cursor_ns(ts), sid)
         rows = await svc.queries.signals(market=market, kind=kind, since_ns=parse_time(since, "since"),
                                          after=after, limit=limit)
         nxt = _cursor(rows[-1]["ts"], rows[-1]["id"]) if len(rows) == limit else None
         return _page(items=clean(rows), next_cursor=nxt)
 
     @app.get(f"{API}/signals/{{signal_id}}", response_model=Item, tags=["signals"])
-    async def signal(signal_id: Annotated[str, Path(max_length=128)], svc: Annotated[Services, Depends(services)],
+    async def signal(signal_id: Annotated[str, Path(max_length=128), Text], svc: Annotated[Services, Depends(services)],
                      who=Depends(principal)) -> Item:
         """One signal with its reasons, risk score and components."""
         row = await svc.queries.signal(signal_id)
@@ -416,7 +588,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     # -- on-chain ----------------------------------------------------------------------------------
 
-    Chain = Annotated[str, Query(max_length=32, description="chain name")]
+    Chain = Annotated[str, Query(max_length=32, description="chain name"), Text]
 
     @app.get(f"{API}/wallets", response_model=Page, tags=["on-chain"])
     async def wallets(svc: Annotated[Services, Depends(services)], who=Depends(principal), chain: Chain = "ethereum",
@@ -425,7 +597,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         return _page(items=clean(await svc.queries.wallets(chain=chain, limit=limit)))
 
     @app.get(f"{API}/wallets/{{address}}", response_model=Item, tags=["on-chain"])
-    async def wallet(address: Annotated[str, Path(max_length=128)], svc: Annotated[Services, Depends(services)],
+    async def wallet(address: Annotated[str, Path(max_length=128), Text], svc: Annotated[Services, Depends(services)],
                      who=Depends(principal), chain: Chain = "ethereum") -> Item:
         """A wallet's labels, first/last seen and balances (integers as decimal strings)."""
         row = await svc.queries.wallet(chain, address)
@@ -436,8 +608,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @app.get(f"{API}/transactions", response_model=Page, tags=["on-chain"])
     async def transactions(svc: Annotated[Services, Depends(services)], who=Depends(principal),
-                           wallet: str | None = Query(None, max_length=128), token: str | None = Query(None, max_length=128),
-                           since: str | None = None, chain: Chain = "ethereum", limit: Limit = 100) -> Page:
+                           wallet: Address = None, token: Address = None, since: Time = None,
+                           chain: Chain = "ethereum", limit: Limit = 100) -> Page:
         """Token transfers newest first (amounts as exact decimal strings)."""
         rows = await svc.queries.transfers(chain=chain, wallet=wallet, token=token,
                                            since_ns=parse_time(since, "since"), limit=limit)
@@ -445,8 +617,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @app.get(f"{API}/alerts", response_model=Page, tags=["on-chain"])
     async def alerts(svc: Annotated[Services, Depends(services)], who=Depends(principal),
-                     kind: str | None = Query(None, max_length=64), since: str | None = None,
-                     limit: Limit = 100) -> Page:
+                     kind: Kind = None, since: Time = None, limit: Limit = 100) -> Page:
         """Alerts, oldest first (whale transfers and more)."""
         return _page(items=clean(await svc.queries.alerts(since_ns=parse_time(since, "since"), kind=kind, limit=limit)))
 
@@ -457,28 +628,28 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         """Every user with tier and active key count."""
         return _page(items=clean(await svc.accounts.list_users()))
 
-    @app.post(f"{API}/admin/users", response_model=Item, status_code=201, tags=["admin"])
-    async def create_user(body: NewUser, svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> Item:
+    @app.post(f"{API}/admin/users", response_model=UserItem, status_code=201, tags=["admin"])
+    async def create_user(body: NewUser, svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> UserItem:
         """Create a user."""
         return _item(clean(await _accounts_call(svc.accounts.create_user(body.username, body.email, body.tier))), 201)
 
-    @app.post(f"{API}/admin/users/{{username}}/keys", response_model=Item, status_code=201, tags=["admin"])
-    async def issue_key(username: Annotated[str, Path(max_length=64)], body: NewKey,
-                        svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> Item:
+    @app.post(f"{API}/admin/users/{{username}}/keys", response_model=IssuedKeyItem, status_code=201, tags=["admin"])
+    async def issue_key(username: Annotated[str, Path(max_length=64), Text], body: NewKey,
+                        svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> IssuedKeyItem:
         """Issue a key; the response is the only time it is shown."""
         from serve.keys import key_id
         key = await _accounts_call(svc.accounts.issue_key(username, body.role, body.label))
         return _item({"username": username, "role": body.role, "key": key, "key_id": key_id(key)}, 201)
 
-    @app.delete(f"{API}/admin/keys/{{key_id}}", response_model=Item, tags=["admin"])
-    async def revoke_key(key_id: Annotated[str, Path(max_length=64)], svc: Annotated[Services, Depends(services)],
-                         who=Depends(admin)) -> Item:
+    @app.delete(f"{API}/admin/keys/{{key_id}}", response_model=RevokedItem, tags=["admin"])
+    async def revoke_key(key_id: Annotated[str, Path(max_length=64), Text], svc: Annotated[Services, Depends(services)],
+                         who=Depends(admin)) -> RevokedItem:
         """Revoke a key by its id (the first hex characters of its hash)."""
         return _item(item={"revoked": await _accounts_call(svc.accounts.revoke_key(key_id))})
 
-    @app.patch(f"{API}/admin/users/{{username}}", response_model=Item, tags=["admin"])
-    async def change_user(username: Annotated[str, Path(max_length=64)], body: UserChange,
-                          svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> Item:
+    @app.patch(f"{API}/admin/users/{{username}}", response_model=UserChangedItem, tags=["admin"])
+    async def change_user(username: Annotated[str, Path(max_length=64), Text], body: UserChange,
+                          svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> UserChangedItem:
         """Change a user's tier, or disable / enable them."""
         if body.tier is not None:
             await _accounts_call(svc.accounts.set_tier(username, body.tier))
@@ -494,7 +665,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
 
 async def _accounts_call(coro):
-    from serve.accounts import DuplicateUserError, UnknownKeyError, UnknownUserError
+    from serve.accounts import AccountError, DuplicateUserError, UnknownKeyError, UnknownUserError
     from serve.tiers import UnknownRoleError, UnknownTierError
     try:
         return await coro
@@ -502,5 +673,5 @@ async def _accounts_call(coro):
         raise ApiError(409, "conflict", str(e)) from None
     except (UnknownUserError, UnknownKeyError) as e:
         raise ApiError(404, "not_found", str(e)) from None
-    except (UnknownTierError, UnknownRoleError, ValueError) as e:
+    except (UnknownTierError, UnknownRoleError, AccountError, ValueError) as e:
         raise ApiError(422, "invalid_request", str(e)) from None

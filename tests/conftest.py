@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to the real public data in ../shared/data and to the bundled sample."""
+"""Shared fixtures: paths to the real public data in tests/data and to the bundled sample."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.data_paths import SHARED_DATA
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        raise FileNotFoundError(f"real reference data expected at {SHARED_DATA}")
+        raise FileNotFoundError(f"real reference data expected at {SHARED_DATA} (see tests/data/README.md)")
     return SHARED_DATA
 
 

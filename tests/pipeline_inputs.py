@@ -10,7 +10,7 @@ from tests.data_paths import SHARED_DATA
 
 @lru_cache(maxsize=None)
 def real_inputs(small: bool = False) -> tuple:
-    """(TradeBatch | CandleBatch, ...) loaded from ../shared/data; ``small`` trims them for slow paths."""
+    """(TradeBatch | CandleBatch, ...) loaded from tests/data; ``small`` trims them for slow paths."""
     trades = [SHARED_DATA / "trades" / "XRP_ETH-trades.parquet", SHARED_DATA / "trades" / "btcusdt-trades.parquet"]
     candles = sorted((SHARED_DATA / "candles").glob("*_BTC-5m.feather"))[: 2 if small else 4]
     out = []

@@ -24,7 +24,21 @@ _DIRECTIONS = ("both", "in", "out")
 
 
 class QueryError(InputError):
-    """A query argument outside what the queries accept (limit, time, direction)."""
+    """A query argument outside what the queries accept (limit, time, direction, text Postgres refuses)."""
+
+
+def _text(name: str, value: Any) -> Any:
+    """``value``, unless it is a str Postgres cannot store as text (a NUL, a lone surrogate)."""
+    if isinstance(value, str):
+        bad = "\x00" in value
+        if not bad:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                bad = True
+        if bad:
+            raise QueryError(f"{name} must be UTF-8 text without NUL characters, got {value[:40]!r}")
+    return value
 
 
 def _ns_to_pg(ns: int) -> tuple[int]:
@@ -67,6 +81,7 @@ def _time(name: str, ns: int | None) -> int | None:
 def _address(address: str) -> str:
     if not isinstance(address, str):
         raise QueryError(f"address must be a str, got {address!r}")
+    _text("address", address)
     # Hex (EVM) addresses are case-insensitive and stored lowercase; other encodings (base58) are
     # case-sensitive and are left as given.
     return address.lower() if address[:2].lower() == "0x" else address
@@ -84,6 +99,8 @@ class _Where:
         self.args: list[Any] = []
 
     def add(self, template: str, value: Any) -> None:
+        for v in value if isinstance(value, list) else [value]:
+            _text(template.split(" ")[0].strip("(").split(".")[-1], v)
         self.args.append(value)
         self.parts.append(template.format(f"${len(self.args)}"))
 
@@ -183,7 +200,7 @@ class Queries:
 
     async def wallet(self, chain: str, address: str) -> dict[str, Any] | None:
         """What is known of a wallet: first/last seen, labels and latest balance per token; None if nothing."""
-        address = _address(address)
+        address, chain = _address(address), _text("chain", chain)
         async with self.pool.acquire() as conn:
             seen = await conn.fetchrow("SELECT first_seen, last_seen FROM wallets WHERE chain = $1 AND address = $2",
                                        chain, address)
@@ -232,7 +249,7 @@ class Queries:
         if _time("since_ns", since_ns) is not None:
             w.add("ts >= {}", since_ns)
         if after is not None:
-            w.args += [_time("after", after[0]), str(after[1])]
+            w.args += [_time("after", after[0]), _text("after", str(after[1]))]
             w.parts.append(f"(ts, id) > (${len(w.args) - 1}, ${len(w.args)})")
         n = w.limit(limit)
         return await self._fetch(f"SELECT {_columns('signals')} FROM signals WHERE {w.sql()} "
@@ -240,7 +257,8 @@ class Queries:
 
     async def signal(self, signal_id: str) -> dict[str, Any] | None:
         """One signal by id, or None."""
-        rows = await self._fetch(f"SELECT {_columns('signals')} FROM signals WHERE id = $1 LIMIT 1", [signal_id])
+        rows = await self._fetch(f"SELECT {_columns('signals')} FROM signals WHERE id = $1 LIMIT 1",
+                                 [_text("signal_id", signal_id)])
         return rows[0] if rows else None
 
     async def markets(self) -> list[dict[str, Any]]:
@@ -252,6 +270,7 @@ class Queries:
         """Last price, change and volume over the 24h (event time) before the latest candle, its risk
         score with components, and the strongest signals of those 24h; None for an unknown market."""
         day = 86_400 * 10**9
+        market, timeframe = _text("market", market), _text("timeframe", timeframe)
         async with self.pool.acquire() as conn:
             last = await conn.fetchrow("SELECT open_ts, close FROM candles WHERE market = $1 AND timeframe = $2 "
                                        "AND NOT gap ORDER BY open_ts DESC LIMIT 1", market, timeframe)

@@ -182,9 +182,18 @@ def load_strategy(name_or_path: str) -> Strategy:
         raise ConfigError(f"unknown strategy {name_or_path!r}: use one of {', '.join(BUILTIN)} "
                           f"or the path of a TOML file")
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} cannot be decoded); "
+                          "a strategy file is TOML, which is UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the strategy file: {e.strerror or e}") from None
+    _check_keys(doc, _STRATEGY_KEYS, "", path)
+    for i, r in enumerate(doc.get("rule", []), 1):
+        named = f" {r['name']!r}" if isinstance(r.get("name"), str) else ""
+        _check_keys(r, _RULE_KEYS, f"[[rule]] {i}{named}: ", path)
     try:
         rules = tuple(
             Rule(r["name"], r["side"], tuple(Condition.parse(w) for w in r["when"]),
@@ -197,3 +206,39 @@ def load_strategy(name_or_path: str) -> Strategy:
                         doc.get("description", ""), doc.get("max_risk_score"))
     except KeyError as e:
         raise ConfigError(f"{path}: every [[rule]] needs name, side and when; missing {e}") from None
+
+
+# the keys of a strategy file and of each [[rule]], with the kind of value each takes
+_STRATEGY_KEYS = {"name": "a string", "description": "a string", "indicators": "a list of strings",
+                  "max_risk_score": "a number", "rule": "an array of tables"}
+_RULE_KEYS = {"name": "a string", "side": "a string", "when": "a list of strings", "strength": "a number",
+              "timeframes": "a list of strings", "stop_atr": "a number", "target_atr": "a number",
+              "more_targets_atr": "a list of numbers", "atr": "a string", "cooldown_bars": "a whole number"}
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_KINDS = {
+    "a string": lambda v: isinstance(v, str),
+    "a number": _is_number,
+    "a whole number": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "a list of strings": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "a list of numbers": lambda v: isinstance(v, list) and all(_is_number(x) for x in v),
+    "an array of tables": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+}
+
+
+def _check_keys(table: dict, keys: dict[str, str], where: str, path: Path) -> None:
+    """Unknown keys and values of the wrong type, named with the file and the table they are in."""
+    unknown = sorted(set(table) - set(keys))
+    if unknown:
+        raise ConfigError(f"{path}: {where}unknown key{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(unknown)}; known keys are {', '.join(keys)}")
+    for key, kind in keys.items():
+        if key in table and not _KINDS[kind](table[key]):
+            shown = repr(table[key])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            hint = " (write [[rule]] sections)" if kind == "an array of tables" else ""
+            raise ConfigError(f"{path}: {where}{key} must be {kind}, got {shown}{hint}")

@@ -54,7 +54,10 @@ def read_table(path: Path) -> tuple[pa.Table, Rejects, np.ndarray]:
             return _read_csv(path)
         else:
             return _read_json(path)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} cannot be decoded); "
+                         "save the file as UTF-8") from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, EOFError) as e:
         raise InputError(f"{path}: cannot read as {fmt}: {e}") from e
     return table, Rejects(), np.arange(table.num_rows)
 

@@ -1,4 +1,4 @@
-"""Reader for recorded venue sessions (the format of ``../shared/data/wire``).
+"""Reader for recorded venue sessions (the format of ``tests/data/wire``).
 
 Line 1 is ``URL <-> TS`` (connection opened). Later lines are ``URL <- TS: FRAME`` (sent by the
 client), ``TS: FRAME`` (received) or, in REST captures, ``URL -> TS: BODY`` (response to a GET).
@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from schemas.errors import InputError
+
 OPEN, SENT, RECEIVED, RESPONSE, META = "open", "sent", "received", "response", "meta"
 
 
-class CaptureError(ValueError):
+class CaptureError(InputError):
     """A capture line that does not follow the format."""
 
 
@@ -52,9 +54,12 @@ def parse_line(line: str, lineno: int = 0) -> CaptureLine:
 def read_capture(path: str | Path) -> Iterator[CaptureLine]:
     """Every line of a capture file, in order; blank lines are skipped."""
     with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                yield parse_line(line, n)
+        try:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    yield parse_line(line, n)
+        except UnicodeDecodeError as e:
+            raise CaptureError(f"not UTF-8 text (byte 0x{e.object[e.start]:02x} cannot be decoded)") from None
 
 
 def received_frames(path: str | Path) -> list[str]:

@@ -65,9 +65,14 @@ def parse_venue_urls(items: list[str]) -> dict[str, dict[str, str]]:
 def load_config(path: str | Path) -> tuple[list[str], list[str]]:
     """``(sources, venue_url items)`` from a TOML config file."""
     try:
-        doc = tomllib.loads(Path(path).read_text())
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} cannot be decoded); "
+                          "a config file is TOML, which is UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file: {e.strerror or e}") from None
     unknown = set(doc) - {"sources", "venue_urls"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; known: sources, venue_urls")

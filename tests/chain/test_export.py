@@ -1,6 +1,6 @@
 """``chain export`` against recorded mainnet JSON-RPC answers, file by file against ethereum-etl's expected output.
 
-The cases are ethereum-etl's own test resources (shared/data/chain), served by tests/chain/replay_rpc.py.
+The cases are ethereum-etl's own test resources (tests/data/chain), served by tests/chain/replay_rpc.py.
 Block 483920 is spread over three of them (its block, its four receipts, its Transfer filter), so
 those are served together. Calls without a recording get -32601, which exercises the client's
 fallbacks: eth_getBlockReceipts -> eth_getTransactionReceipt per transaction, eth_getLogs -> filters.

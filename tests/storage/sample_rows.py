@@ -1,4 +1,4 @@
-"""Real bars from ../shared/data/candles as engine batches, repeated under new market names to
+"""Real bars from tests/data/candles as engine batches, repeated under new market names to
 reach the row counts a load or fault test needs (row values stay real)."""
 
 from __future__ import annotations

@@ -661,7 +661,7 @@ def synthetic_binance_frames(trades: str | Path | Mapping[str, Any], symbol: str
     """Binance combined-stream frames (``aggTrade`` or ``trade``) from real trades with contiguous ids.
 
     ``trades`` is a parquet file with ``timestamp``/``price``/``quantity``/``buyer_maker`` (and
-    optionally ``trade_id``) columns, as in ``shared/data/trades``, or a mapping of such arrays
+    optionally ``trade_id``) columns, as in ``tests/data/trades``, or a mapping of such arrays
     (``timestamp`` in epoch ms). ``repeat`` replays the data again, shifted in time, for longer runs.
     """
     if stream not in ("aggTrade", "trade"):

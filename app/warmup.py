@@ -1,0 +1,70 @@
+"""``python -m app.warmup``: compile and cache the per-bar kernels (``make setup`` runs it once)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from engine.config import PipelineConfig
+from engine.warmup import warm_kernels
+
+WARMUP_ROWS = 400  # enough bars of each sample input for every kernel to run
+
+
+def warm(config: PipelineConfig | None = None, log=None) -> float:
+    """Warm the kernels on the head of the bundled sample; returns the seconds it took."""
+    from engine.sources.files import load_any
+    from engine.sources.sample import sample_paths
+
+    t0 = time.perf_counter()
+    if log:
+        log("preparing the compiled analysis kernels (compiled once, then cached on disk)...")
+    inputs = [load_any(p)[0] for p in sample_paths()]
+    warm_kernels([b.take(slice(0, WARMUP_ROWS)) for b in inputs], config or PipelineConfig())
+    return time.perf_counter() - t0
+
+
+def _stamp_path() -> Path:
+    import engine.structure
+    return Path(engine.structure.__file__).parent / "__pycache__" / "kernels-warm.json"
+
+
+def _fingerprint() -> dict:
+    """What the cached kernels depend on: numba's version and the kernel sources (numba recompiles on change)."""
+    import numba
+
+    import engine.structure
+    sources = sorted(Path(engine.structure.__file__).parent.glob("*.py"))
+    return {"numba": numba.__version__, "python": sys.version.split()[0],
+            "sources": {p.name: [p.stat().st_mtime_ns, p.stat().st_size] for p in sources}}
+
+
+def warm_if_cold(config: PipelineConfig | None = None, log=None) -> bool:
+    """Warm the kernels unless this install already did with the same sources; True if it ran."""
+    stamp = _stamp_path()
+    try:
+        if json.loads(stamp.read_text()) == _fingerprint():
+            return False
+    except (OSError, ValueError):
+        pass
+    seconds = warm(config, log)
+    if log:
+        log(f"kernels ready in {seconds:.1f}s")
+    try:
+        stamp.parent.mkdir(exist_ok=True)
+        stamp.write_text(json.dumps(_fingerprint()))
+    except OSError:  # a read-only install: numba caches elsewhere; warm again next time
+        pass
+    return True
+
+
+def main() -> int:
+    if not warm_if_cold(log=lambda m: print(m, file=sys.stderr)):
+        print("kernels already compiled and cached", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
