@@ -192,6 +192,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         flags.check_out_dir("--out-dir", args.out_dir)
     if not args.out_dir or not args.no_services:  # the default --out-dir and the embedded services live there
         flags.check_out_dir("--data-dir", args.data_dir)
+    if not args.no_dashboard:
+        flags.check_port_free("--dashboard-port", "127.0.0.1", args.dashboard_port)
+    if not args.no_services:
+        flags.check_port_free("--http-port", args.host, args.http_port)
+        flags.check_port_free("--ws-port", args.host, args.ws_port)
     sources, urls = list(args.source or []), list(args.venue_url or [])
     if args.config:
         file_sources, file_urls = load_config(args.config)

@@ -12,6 +12,7 @@ import argparse
 import math
 import os
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -45,6 +46,19 @@ def port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"a port is 0..65535, got {value}")
     return value
+
+
+def check_port_free(flag: str, host: str, value: int) -> None:
+    """Fail before anything starts when ``host:value`` is taken (0 means any free port)."""
+    if not value:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, value))
+        except OSError as e:
+            raise CommandLineError(f"{flag} {value}: cannot listen on {host}:{value} ({e.strerror or e}); "
+                                   f"pick a free port with {flag}") from None
 
 
 def _finite(text: str) -> float:

@@ -200,3 +200,15 @@ def test_unreachable_database_is_one_line_and_quick(work: Path, command: list[st
     proc = run_cli(work, argv, {"DATABASE_URL": "postgresql://127.0.0.1:1/x"})
     assert time.monotonic() - t0 < 30
     assert_one_line_error(proc, argv, "127.0.0.1:1")
+
+
+@pytest.mark.parametrize("flag", ["--dashboard-port", "--http-port", "--ws-port"])
+def test_run_with_a_busy_port_says_which_flag(work: Path, flag: str) -> None:
+    import socket
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        argv = ["run", "--max-seconds", "5", flag, port]
+        assert_one_line_error(run_cli(work, argv), argv, f"{flag} {port}: cannot listen on 127.0.0.1:{port}")

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -55,6 +57,14 @@ def _up(url: str) -> bool:
         return False
 
 
+def first_signal_s(out: str) -> float | None:
+    """Seconds into the replay of the first status line that counts a signal."""
+    for m in re.finditer(r"^\s*([0-9.]+)s\s.*?([0-9,]+) signals", out, re.M):
+        if int(m.group(2).replace(",", "")):
+            return float(m.group(1))
+    return None
+
+
 def _server_pids(data: Path) -> dict[str, int]:
     state = json.loads((data / "services.json").read_text())
     return state["pids"]
@@ -84,6 +94,7 @@ def test_run_on_embedded_defaults_serves_everything_and_keeps_history(tmp_path: 
         out, _ = proc.communicate(timeout=180)
         assert proc.returncode == 0, out
         assert "embedded services ready" in out and "first start: admin API key" in out
+        assert (first_signal_s(out) or 99) <= 10, out[-3000:]  # signals within the first 10 s of the replay
         assert key not in out.split("first start: admin API key", 1)[1].split("\n", 1)[1]  # shown once
         time.sleep(1)
         assert not [name for name, pid in pids.items() if _alive(pid)], f"servers left running: {pids}"
@@ -102,6 +113,10 @@ def test_run_on_embedded_defaults_serves_everything_and_keeps_history(tmp_path: 
         assert status == 200 and body["item"]["id"] == first_ids[0], body
         status, body = asyncio.run(_get(f"{base}/api/v1/signals?limit=1000", key))
         assert status == 200 and len(body["items"]) >= min(len(set(first_ids)), 1000)
+        market, timeframe = body["items"][0]["market"], body["items"][0]["timeframe"]
+        status, body = asyncio.run(_get(f"{base}/api/v1/markets/{quote(market, safe='')}/candles"
+                                        f"?tf={timeframe}&limit=10", key))
+        assert status == 200 and body["items"], body  # the first run's candles too
         out, _ = proc.communicate(timeout=180)
         assert proc.returncode == 0, out
         assert "first start" not in out and f"admin API key: in {Path('data/out/admin-api-key')}" in out
