@@ -7,21 +7,28 @@ and outgoing frames paced to the venue's messages-per-second limit. Trades go th
 trades are held (bounded in time), so downstream sees every trade once, in order. Books go through
 :class:`BookSync`: a sequence gap triggers a snapshot resync (REST) or a resubscription. Every
 state change, gap, repair, resync and give-up is a :class:`VenueEvent`.
+
+Nothing fails silently: a malformed REST answer is counted and reported as ``unrepaired`` (a book
+stays out of sync, its diffs buffered, and the snapshot is retried with backoff on later diffs), and
+a spawned task that still ends with an exception is counted (``stats["task_errors"]``), logged with
+its traceback and reported as an event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
 
 from connectors.retry import Backoff
 from connectors.venues.rest import RestError, VenueRest
-from engine.venues.book import GAP, BookSync
-from engine.venues.frames import FrameOutput, parse_frame
+from engine.venues.book import APPLIED, BUFFERED, GAP, BookSync
+from engine.venues.frames import FrameError, FrameOutput, parse_frame
 from engine.venues.sequencer import Gap, TradeSequencer, rows_to_batch
 from engine.venues.venue import Venue
 from schemas.batches import TradeBatch
@@ -31,6 +38,14 @@ CONNECTING, SUBSCRIBED, LIVE, STALE, RECONNECTING, STOPPED = (
     "connecting", "subscribed", "live", "stale", "reconnecting", "stopped")
 BOOK_RULES = {"binance": "binance_spot", "binance_futures": "binance_futures", "okx": "prev_id",
               "bybit": "consecutive"}
+# what a REST answer's parser raises on odd input it did not turn into a FrameError itself
+_PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError)
+
+log = logging.getLogger(__name__)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    return " ".join(str(text).split())[:limit]
 
 
 @dataclass
@@ -95,6 +110,9 @@ class VenueSupervisor:
         self.rejects: Counter[str] = Counter()
         self.stats = Counter()
         self.last_error = ""
+        self._resyncing: set[str] = set()  # markets with a snapshot request in flight
+        self._resync_due: dict[str, float] = {}  # out-of-sync markets: when the next snapshot may be tried
+        self._resync_backoff: dict[str, Backoff] = {}
 
     # ---- public -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -148,18 +166,45 @@ class VenueSupervisor:
                 "rejects": dict(self.rejects), "last_error": self.last_error,
                 # min(local receive - venue event time): clock skew plus the fastest network delay
                 "clock_skew_ms": skew, "lag_ms": self._skew_ms[-1] if self._skew_ms else float("nan"),
-                "open_gaps": len(self.sequencer.open_gaps()), "rest": dict(self._rest.stats) if self._rest else {}}
+                "open_gaps": len(self.sequencer.open_gaps()), "rest": dict(self._rest.stats) if self._rest else {},
+                "bad_snapshots": self.stats["bad_snapshots"], "task_errors": self.stats["task_errors"],
+                "books_out_of_sync": sum(not b.synced for b in self.books.values())}
 
     # ---- connections ------------------------------------------------------------------------
     def _streams_per_symbol(self) -> int:
         fn = getattr(self.venue, "streams_per_symbol", None)
         return fn() if fn else 1
 
-    def _spawn(self, coro) -> asyncio.Task:
+    def _spawn(self, coro, what: str = "", market: str = "",
+               on_error: Callable[[str], None] | None = None) -> asyncio.Task:
+        """Run ``coro`` in the background. Should it end with an exception, that is counted, logged with its
+        traceback and reported: by ``on_error(detail)`` (which emits the event) or an ``error`` event."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        what = what or getattr(coro, "__name__", "task").lstrip("_")
+        task.add_done_callback(lambda t: self._task_done(t, what, market, on_error))
         return task
+
+    def _task_done(self, task: asyncio.Task, what: str, market: str,
+                   on_error: Callable[[str], None] | None) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved: asyncio never logs it as "never retrieved"
+        if exc is None:
+            return
+        self.stats["task_errors"] += 1
+        detail = _one_line(f"{what} task failed: {type(exc).__name__}: {exc}")
+        self.last_error = detail
+        log.error("%s %s: %s", self.venue.name, market or "-", detail, exc_info=exc)
+        try:
+            if on_error is not None:
+                on_error(detail)
+            else:
+                self._event("error", market, detail)
+        except Exception:  # reporting must not fail silently either
+            log.exception("%s %s: reporting a failed %s task failed", self.venue.name, market or "-", what)
+            self._event("error", market, detail)
 
     def _event(self, kind: str, market: str = "", detail: str = "", **kw) -> None:
         self._events.append(VenueEvent(venue=self.venue.name, market=market, kind=kind, ts=time.time_ns(),
@@ -247,7 +292,10 @@ class VenueSupervisor:
         interval = self.config.ping_interval_s or self.venue.limits.ping_interval_s
         while not ws.closed:
             await asyncio.sleep(interval)
-            await self._paced_send(ws, self.venue.ping_frame())
+            try:
+                await self._paced_send(ws, self.venue.ping_frame())
+            except (aiohttp.ClientError, ConnectionError):
+                return  # the connection is going away; its receive loop notices and reconnects
 
     async def _backpressure(self) -> None:
         while self.pending_rows() >= self.config.max_pending_rows and not self._stopping:
@@ -279,7 +327,7 @@ class VenueSupervisor:
             for gap in gaps:
                 self._event("gap", gap.market, f"{gap.missing} trades missing", from_id=gap.from_id,
                             to_id=gap.to_id, start_ts=gap.start_ts, end_ts=gap.end_ts)
-                self._spawn(self._backfill(gap))
+                self._spawn(self._backfill(gap), "backfill", gap.market, on_error=self._backfill_died(gap))
         for upd in books:
             self._on_book(upd)
         self._candles.extend(candles)
@@ -288,18 +336,52 @@ class VenueSupervisor:
             self.data_ready.set()
 
     def _on_book(self, upd: BookUpdate) -> None:
+        """Keep the market's book in sync; only what applies to an intact book goes downstream (a snapshot,
+        then the diffs that chain onto it), so no consumer applies a diff to a book with a hole."""
         sync = self.books.get(upd.market)
         if sync is None:
             rule = BOOK_RULES.get(self.venue.name, "none")
             sync = self.books[upd.market] = BookSync(upd.market, rule)
             if not upd.snapshot and self.venue.book_snapshot_request(self.symbol_of.get(upd.market, "")):
-                self._spawn(self._resync(upd.market, "initial snapshot"))
+                self._request_resync(upd.market, "initial snapshot")
+        if upd.snapshot:
+            self._apply_snapshot(sync, upd, "venue snapshot")
+            return
+        last = sync.book.last_seq
         verdict = sync.on_update(upd)
-        self._books.append(upd)
-        if verdict == GAP:
-            self._event("gap", upd.market, f"book sequence gap after {sync.book.last_seq}",
-                        from_id=sync.book.last_seq + 1, to_id=upd.first_seq - 1)
-            self._spawn(self._resync(upd.market, "sequence gap"))
+        if verdict == APPLIED:
+            self._books.append(upd)
+        elif verdict == GAP:
+            self._event("gap", upd.market, f"book sequence gap after {last}", from_id=last + 1,
+                        to_id=upd.first_seq - 1)
+            self._request_resync(upd.market, "sequence gap")
+        elif verdict == BUFFERED:
+            due = self._resync_due.get(upd.market)
+            if due is not None and time.monotonic() >= due:  # an earlier snapshot attempt failed: try again
+                self._request_resync(upd.market, "retry")
+
+    def _request_resync(self, market: str, why: str) -> None:
+        if market in self._resyncing:
+            return  # the snapshot on its way repairs this too
+        self._resyncing.add(market)
+        self._resync_due.pop(market, None)
+        task = self._spawn(self._resync(market, why), "book resync", market,
+                           on_error=lambda detail: self._resync_failed(market, detail))
+        task.add_done_callback(lambda _: self._resyncing.discard(market))
+
+    def _resync_failed(self, market: str, detail: str) -> None:
+        """The book stays out of sync (diffs buffered); the next diff after a backoff asks for a snapshot again."""
+        self.stats["book_resync_failures"] += 1
+        sync = self.books.get(market)
+        if sync is not None:
+            sync.synced = False  # never apply diffs to a book whose repair did not happen
+        backoff = self._resync_backoff.setdefault(
+            market, Backoff(self.config.backoff_initial_s, self.config.backoff_max_s))
+        delay = backoff.next()
+        self._resync_due[market] = time.monotonic() + delay
+        detail = _one_line(f"{detail}; book out of sync, next snapshot attempt in {delay:.2g}s")
+        self.last_error = detail
+        self._event("unrepaired", market, detail)
 
     async def _resync(self, market: str, why: str) -> None:
         symbol = self.symbol_of.get(market)
@@ -309,14 +391,45 @@ class VenueSupervisor:
             return
         try:
             body = await self._rest.get(*req)
+        except RestError as e:
+            self._resync_failed(market, f"book {why}: snapshot request failed: {e}")
+            return
+        try:
             snap = self.venue.parse_book_snapshot(symbol, body)
-        except (RestError, ValueError, KeyError, TypeError) as e:
-            self._event("unrepaired", market, f"book snapshot failed: {e}"[:300])
+        except FrameError as e:
+            self.stats["bad_snapshots"] += 1
+            self._resync_failed(market, f"book {why}: malformed snapshot ({e}); body {body[:60]!r}")
+            return
+        except Exception as e:  # the parser did not foresee this input: still a bad snapshot, never a dead task
+            self.stats["bad_snapshots"] += 1
+            self.stats["snapshot_parser_errors"] += 1
+            log.warning("%s %s: snapshot parser raised on a malformed body", self.venue.name, market, exc_info=e)
+            self._resync_failed(market, f"book {why}: malformed snapshot, parser raised {type(e).__name__}: {e}; "
+                                        f"body {body[:60]!r}")
             return
         self.stats["book_resyncs"] += 1
-        self.books[market].on_snapshot(snap)
+        self._apply_snapshot(self.books[market], snap, why)
+
+    def _apply_snapshot(self, sync: BookSync, snap: BookUpdate, why: str) -> None:
+        """Reset the book from ``snap`` and replay the buffered diffs; downstream gets the snapshot and the
+        replayed diffs that applied. Diffs that do not chain onto it leave the book out of sync for a retry."""
+        pending = list(sync.buffer)
+        verdicts = sync.on_snapshot(snap)
         self._books.append(snap)
-        self._event("resync", market, f"book {why}: snapshot at {snap.last_seq}", to_id=snap.last_seq)
+        self._books.extend(u for u, v in zip(pending, verdicts) if v == APPLIED)
+        self.data_ready.set()
+        market = sync.book.market
+        if sync.synced:
+            self._resync_due.pop(market, None)
+            if market in self._resync_backoff:
+                self._resync_backoff[market].reset()
+            if why != "venue snapshot":
+                self._event("resync", market, f"book {why}: snapshot at {snap.last_seq}", to_id=snap.last_seq)
+            return
+        self._event("gap", market, f"book {why}: buffered diffs do not chain onto the snapshot at {snap.last_seq}",
+                    from_id=snap.last_seq + 1)
+        if self.venue.book_snapshot_request(self.symbol_of.get(market, "")):
+            self._resync_failed(market, f"book {why}: snapshot at {snap.last_seq} does not reach the buffered diffs")
 
     # ---- trade gaps -------------------------------------------------------------------------
     async def _backfill(self, gap: Gap) -> None:
@@ -335,8 +448,13 @@ class VenueSupervisor:
             out = FrameOutput()
             try:
                 self.venue.parse_trades_response(symbol, body, out)
-            except (ValueError, KeyError, TypeError, IndexError) as e:
-                self._give_up(gap, f"bad REST trades response: {e}"[:300])
+            except Exception as e:  # FrameError and whatever else odd input makes the parser raise
+                self.stats["bad_trade_responses"] += 1
+                if not isinstance(e, _PARSE_ERRORS):
+                    self.stats["trades_parser_errors"] += 1
+                    log.warning("%s %s: trades parser raised on a malformed body", self.venue.name, gap.market,
+                                exc_info=e)
+                self._give_up(gap, _one_line(f"bad REST trades response: {type(e).__name__}: {e}"))
                 return
             batch = out.drain_trades()
             ids = batch.trade_id[batch.trade_id > cursor]
@@ -353,6 +471,14 @@ class VenueSupervisor:
                 self._give_up(gap, f"REST returned nothing after id {cursor}")
                 return
             cursor = int(ids.max())
+
+    def _backfill_died(self, gap: Gap) -> Callable[[str], None]:
+        def report(detail: str) -> None:
+            if gap.repaired:
+                self._event("error", gap.market, detail)
+            else:  # release the trades held behind the gap: they must not wait for a repair that died
+                self._give_up(gap, detail)
+        return report
 
     def _give_up(self, gap: Gap, why: str) -> None:
         self._ready.extend(self.sequencer.forget(gap))

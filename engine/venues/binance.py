@@ -12,7 +12,9 @@ from __future__ import annotations
 import orjson
 
 from engine.venues.frames import (
+    BAD_VALUE,
     BUY,
+    MAX_I64,
     MISSING_FIELD,
     NS_PER_MS,
     SELL,
@@ -24,6 +26,7 @@ from engine.venues.frames import (
     levels,
     number,
 )
+from engine.venues.snapshots import book_levels, load_object, snapshot_parser
 from engine.venues.symbols import market_key
 from engine.venues.venue import Venue, VenueLimits
 from schemas.records import BookUpdate, Candle, MarkPrice
@@ -178,12 +181,17 @@ class BinanceSpot(Venue):
     def book_snapshot_request(self, symbol: str) -> tuple[str, dict]:
         return f"{self.rest_prefix}/depth", {"symbol": symbol.upper(), "limit": 1000}
 
+    @snapshot_parser
     def parse_book_snapshot(self, symbol: str, body: bytes) -> BookUpdate:
-        d = orjson.loads(body)
+        d = load_object(body, "depth")
+        if "lastUpdateId" not in d:
+            raise FrameError(MISSING_FIELD, f"depth: no lastUpdateId in {str(d)[:80]!r}")
         seq = integer(d["lastUpdateId"])
-        ts = integer(d.get("E", 0)) * NS_PER_MS
-        return BookUpdate(market=market_key(self.key, symbol), ts=ts, bids=levels(d["bids"]),
-                          asks=levels(d["asks"]), snapshot=True, first_seq=seq, last_seq=seq)
+        ts = integer(d.get("E", 0)) * NS_PER_MS  # spot sends no E: 0
+        if seq < 0 or not 0 <= ts < MAX_I64:
+            raise FrameError(BAD_VALUE, f"depth: lastUpdateId {seq} E {d.get('E')!r}")
+        return BookUpdate(market=market_key(self.key, symbol), ts=ts, bids=book_levels(d["bids"], "bids"),
+                          asks=book_levels(d["asks"], "asks"), snapshot=True, first_seq=seq, last_seq=seq)
 
 
 class BinanceFutures(BinanceSpot):

@@ -33,6 +33,7 @@ from engine.venues.frames import (
     object_list,
     taker_side,
 )
+from engine.venues.snapshots import book_levels, snapshot_parser
 from engine.venues.symbols import market_key
 from engine.venues.venue import Venue, VenueLimits
 from schemas.records import BookUpdate
@@ -278,8 +279,9 @@ class Bybit(Venue):
         """A 200-level REST book. Its ``u`` continues only the WebSocket book of the matching depth."""
         return "/v5/market/orderbook", {"category": self.category, "symbol": symbol.upper(), "limit": 200}
 
+    @snapshot_parser
     def parse_book_snapshot(self, symbol: str, body: bytes) -> BookUpdate:
         r = _result(body)
         seq = _seq(r["u"])
-        return BookUpdate(market=market_key(self.key, symbol), ts=_ms_to_ns(r["ts"]), bids=levels(r["b"]),
-                          asks=levels(r["a"]), snapshot=True, first_seq=seq, last_seq=seq)
+        return BookUpdate(market=market_key(self.key, symbol), ts=_ms_to_ns(r["ts"]), bids=book_levels(r["b"], "b"),
+                          asks=book_levels(r["a"], "a"), snapshot=True, first_seq=seq, last_seq=seq)

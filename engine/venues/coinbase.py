@@ -29,6 +29,7 @@ from engine.venues.frames import (
     levels,
     number,
 )
+from engine.venues.snapshots import book_levels, snapshot_parser
 from engine.venues.symbols import market_key
 from engine.venues.venue import Venue, VenueLimits
 from schemas.records import BookUpdate
@@ -218,12 +219,15 @@ class Coinbase(Venue):
     def book_snapshot_request(self, symbol: str) -> tuple[str, dict]:
         return f"/products/{symbol.upper()}/book", {"level": 2}
 
+    @snapshot_parser
     def parse_book_snapshot(self, symbol: str, body: bytes) -> BookUpdate:
         d = orjson.loads(body)
         if not isinstance(d, dict):
             raise FrameError(MISSING_FIELD, f"book: expected an object, got {str(d)[:120]}")
         seq = integer(d["sequence"])
+        if seq < 0:
+            raise FrameError(BAD_VALUE, f"book: sequence {seq}")
         ts = iso_ns(d["time"]) if d.get("time") is not None else 0
-        # level 2 rows are [price, size, num_orders]; levels() keeps price and size
-        return BookUpdate(market=market_key(self.key, symbol.upper()), ts=ts, bids=levels(_list(d, "bids")),
-                          asks=levels(_list(d, "asks")), snapshot=True, first_seq=seq, last_seq=seq)
+        # level 2 rows are [price, size, num_orders]; book_levels() keeps price and size
+        return BookUpdate(market=market_key(self.key, symbol.upper()), ts=ts, bids=book_levels(d["bids"], "bids"),
+                          asks=book_levels(d["asks"], "asks"), snapshot=True, first_seq=seq, last_seq=seq)

@@ -34,6 +34,7 @@ from engine.venues.frames import (
     levels,
     number,
 )
+from engine.venues.snapshots import book_levels, snapshot_parser
 from engine.venues.symbols import market_key
 from engine.venues.venue import Venue, VenueLimits
 from schemas.records import BookUpdate
@@ -395,13 +396,16 @@ class Kraken(Venue):
     def book_snapshot_request(self, symbol: str) -> tuple[str, dict]:
         return "/0/public/Depth", {"pair": rest_pair(symbol), "count": 500}
 
+    @snapshot_parser
     def parse_book_snapshot(self, symbol: str, body: bytes) -> BookUpdate:
         result = _result(_loads_exact(body))
         if len(result) != 1:
             raise FrameError(MISSING_FIELD, f"Depth: expected one pair, got keys {list(result)[:5]}")
         d = next(iter(result.values()))
+        if not isinstance(d, dict):
+            raise FrameError(BAD_VALUE, f"Depth: the pair's book is a {type(d).__name__}, not an object")
+        bids, asks = book_levels(d["bids"], "bids"), book_levels(d["asks"], "asks")
         rows = d["asks"] + d["bids"]
         ts = max((seconds_ns(r[2] if type(r[2]) is str else str(integer(r[2]))) for r in rows), default=0)
         # Depth has no sequence that WebSocket updates could chain onto: use it alone, not with v1 diffs
-        return BookUpdate(market=market_key(self.key, symbol.upper()), ts=ts, bids=levels(d["bids"]),
-                          asks=levels(d["asks"]), snapshot=True)
+        return BookUpdate(market=market_key(self.key, symbol.upper()), ts=ts, bids=bids, asks=asks, snapshot=True)

@@ -33,6 +33,7 @@ from engine.venues.frames import (
     object_list,
     taker_side,
 )
+from engine.venues.snapshots import book_levels, snapshot_parser
 from engine.venues.symbols import market_key
 from engine.venues.venue import Venue, VenueLimits
 from schemas.records import BookUpdate
@@ -276,11 +277,13 @@ class Okx(Venue):
         after a book gap, a resubscription (the venue then pushes a fresh snapshot) is the reliable fix."""
         return "/api/v5/market/books", {"instId": symbol.upper(), "sz": 400}
 
+    @snapshot_parser
     def parse_book_snapshot(self, symbol: str, body: bytes) -> BookUpdate:
         data = object_list(_data(body))
         if not data:
             raise FrameError(MISSING_FIELD, "empty book reply")
         d = data[0]
         seq = _optional_seq(d.get("seqId"))
-        return BookUpdate(market=market_key(self.key, symbol), ts=_ms_to_ns(d["ts"]), bids=levels(d["bids"]),
-                          asks=levels(d["asks"]), snapshot=True, first_seq=seq, last_seq=seq)
+        return BookUpdate(market=market_key(self.key, symbol), ts=_ms_to_ns(d["ts"]),
+                          bids=book_levels(d["bids"], "bids"), asks=book_levels(d["asks"], "asks"), snapshot=True,
+                          first_seq=seq, last_seq=seq)

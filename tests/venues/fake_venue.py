@@ -130,6 +130,7 @@ class FakeVenue:
         self._reject_status = 503
         self._rate_limited: list[float] = []  # Retry-After of each pending 429
         self._failures: list[int] = []  # status of each pending REST failure
+        self._rest_bodies: dict[str, list[tuple[int | None, bytes]]] = {}  # path -> (from frame, body) to serve
         self._live: list[_Conn] = []  # connections that receive the replay
         self._all: list[_Conn] = []
         self._live_changed = asyncio.Event()
@@ -288,6 +289,14 @@ class FakeVenue:
         """The next ``n`` REST requests (after any pending 429s) fail with ``status``."""
         self._failures.extend([status] * n)
 
+    def malform_rest(self, path: str, bodies: Iterable[Any], *, from_frame: int | None = None) -> None:
+        """The next GETs of ``path`` answer 200 with ``bodies``, one each, in order (raw bytes/str are sent
+        as they are: truncated JSON, a list where an object belongs...), then normal answers resume. With
+        ``from_frame``, only once frame ``from_frame``'s turn has come (a fault scheduled mid-replay)."""
+        if from_frame is not None:
+            self._check_index(from_frame)
+        self._rest_bodies.setdefault(path, []).extend((from_frame, _body_bytes(b)) for b in bodies)
+
     # ------------------------------------------------------------------ HTTP entry point
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -311,6 +320,11 @@ class FakeVenue:
             status = self._failures.pop(0)
             self.faults_applied.append(f"rest {status} {request.path}")
             return web.json_response({"code": -1000, "msg": "Injected failure (fake venue)."}, status=status)
+        queued = self._rest_bodies.get(request.path)
+        if request.method == "GET" and queued and (queued[0][0] is None or self.cursor > queued[0][0]):
+            _, body = queued.pop(0)
+            self.faults_applied.append(f"rest body {request.path} {body[:40]!r}")
+            return web.Response(body=body, content_type="application/json")
         for method, pattern, handler in self._routes:
             m = pattern.match(request.path)
             if m and method in ("*", request.method):
@@ -652,6 +666,88 @@ def coinbase_trades_route(frames: Iterable[str], *, live: bool = True) -> Handle
         if rows:
             headers = {"CB-BEFORE": str(rows[0]["trade_id"]), "CB-AFTER": str(rows[-1]["trade_id"])}
         return web.json_response(rows, headers=headers)
+
+    return handler
+
+
+def _levels_out(side: dict[str, str], descending: bool, limit: int) -> list[list[str]]:
+    return [[p, q] for p, q in sorted(side.items(), key=lambda kv: float(kv[0]), reverse=descending)[:limit]]
+
+
+def _apply_levels(side: dict[str, str], rows: Iterable) -> None:
+    for p, q in rows:
+        if float(q) == 0:
+            side.pop(p, None)
+        else:
+            side[p] = q
+
+
+def binance_depth_route(frames: Iterable[str], snapshots: Mapping[str, Any], *, live: bool = True) -> Handler:
+    """A handler for Binance spot ``GET /api/v3/depth``: the book of each symbol as the venue holds it now,
+    from a recorded REST snapshot (``snapshots``: symbol -> depth body) and the recorded ``depthUpdate``
+    diffs after it whose turn has come (skipped frames included: they happened on the venue)."""
+    diffs: dict[str, list[tuple[int, dict]]] = {}
+    for idx, frame in enumerate(frames):
+        if "depthUpdate" not in frame:
+            continue
+        msg = json.loads(frame)
+        d = msg.get("data", msg)
+        if isinstance(d, dict) and d.get("e") == "depthUpdate":
+            diffs.setdefault(d["s"], []).append((idx, d))
+    base = {s: json.loads(_body_bytes(b)) for s, b in snapshots.items()}
+
+    async def handler(request: web.Request) -> web.Response:
+        symbol = request.query.get("symbol")
+        if symbol not in base:
+            return _binance_error(-1121, "Invalid symbol.")
+        try:
+            limit = int(request.query.get("limit", 100))
+        except ValueError:
+            return _binance_error(-1100, "Illegal characters found in parameter 'limit'.")
+        snap = base[symbol]
+        last = snap["lastUpdateId"]
+        bids, asks = dict(map(tuple, snap["bids"])), dict(map(tuple, snap["asks"]))
+        until = _visible_until(request, live)
+        for idx, d in diffs.get(symbol, []):
+            if idx < until and d["u"] > last:
+                _apply_levels(bids, d["b"])
+                _apply_levels(asks, d["a"])
+                last = d["u"]
+        return web.json_response({"lastUpdateId": last, "bids": _levels_out(bids, True, limit),
+                                  "asks": _levels_out(asks, False, limit)})
+
+    return handler
+
+
+def bybit_orderbook_route(frames: Iterable[str], *, live: bool = True) -> Handler:
+    """A handler for Bybit v5 ``GET /v5/market/orderbook``: each symbol's book as the venue holds it now,
+    from the recorded ``orderbook.{depth}.{symbol}`` snapshot and delta frames whose turn has come."""
+    books: dict[str, list[tuple[int, dict, str, int]]] = {}
+    for idx, frame in enumerate(frames):
+        if '"orderbook.' not in frame:
+            continue
+        msg = json.loads(frame)
+        if isinstance(msg, dict) and str(msg.get("topic", "")).startswith("orderbook."):
+            books.setdefault(msg["data"]["s"], []).append((idx, msg["data"], msg["type"], msg["ts"]))
+
+    async def handler(request: web.Request) -> web.Response:
+        symbol = request.query.get("symbol", "")
+        until = _visible_until(request, live)
+        seen = [(d, kind, ts) for idx, d, kind, ts in books.get(symbol, []) if idx < until]
+        if not seen:
+            return web.json_response({"retCode": 10001, "retMsg": "params error: symbol invalid", "result": {}})
+        limit = int(request.query.get("limit", 1))
+        bids: dict[str, str] = {}
+        asks: dict[str, str] = {}
+        for d, kind, _ in seen:
+            if kind == "snapshot":
+                bids, asks = {}, {}
+            _apply_levels(bids, d["b"])
+            _apply_levels(asks, d["a"])
+        last, _, ts = seen[-1]
+        return web.json_response({"retCode": 0, "retMsg": "OK", "result": {
+            "s": symbol, "b": _levels_out(bids, True, limit), "a": _levels_out(asks, False, limit), "ts": ts,
+            "u": last["u"], "seq": last.get("seq", last["u"]), "cts": ts}, "time": ts})
 
     return handler
 

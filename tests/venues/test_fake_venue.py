@@ -23,6 +23,7 @@ from tests.venues.fake_venue import (
     COINBASE_TRADES_PATH,
     FakeVenue,
     binance_agg_trades_route,
+    binance_depth_route,
     coinbase_trades_route,
     synthetic_binance_frames,
 )
@@ -189,6 +190,35 @@ async def test_recorded_depth_snapshot_by_query_and_404_otherwise() -> None:
         for _ in range(2):  # a single recorded answer is served again
             async with http.get(venue.rest_url + "/v1/time?a=1") as r:
                 assert await r.json() == {"t": 1}
+
+
+async def test_malformed_rest_bodies_are_served_in_turn_then_normal_answers_resume() -> None:
+    spot_ws, spot_http = WIRE / "BINANCE.ws.1.0", WIRE / "BINANCE.http.0.0"
+    frames = [f for f in received_frames(spot_ws) if '"stream":"nknusdt@' in f]
+    snapshot = next(c.payload for c in read_capture(spot_http) if "NKNUSDT" in c.url)
+    last_u = [json.loads(f)["data"]["u"] for f in frames if "depthUpdate" in f][-1]
+    venue = FakeVenue(frames)
+    venue.add_route("GET", "/api/v3/depth", binance_depth_route(frames, {"NKNUSDT": snapshot}))
+    venue.malform_rest("/api/v3/depth", [b"[]", b'{"lastUpdateId":'])
+    venue.malform_rest("/api/v3/depth", ["not json"], from_frame=5)  # only once frame 5's turn has come
+    params = {"symbol": "NKNUSDT", "limit": "1000"}
+    async with venue, aiohttp.ClientSession() as http:
+        bodies = []
+        for _ in range(3):
+            async with http.get(venue.rest_url + "/api/v3/depth", params=params) as r:
+                assert r.status == 200
+                bodies.append(await r.read())
+        assert bodies[:2] == [b"[]", b'{"lastUpdateId":'] and json.loads(bodies[2]) == json.loads(snapshot)
+        async with http.ws_connect(venue.ws_url + "/stream") as ws:
+            await read_n(ws, len(frames))
+        for expected in (b"not json", None):
+            async with http.get(venue.rest_url + "/api/v3/depth", params=params) as r:
+                body = await r.read()
+                if expected is not None:
+                    assert body == expected
+                else:  # the book now: the recorded snapshot plus every diff after it
+                    assert json.loads(body)["lastUpdateId"] == last_u
+    assert sum(f.startswith("rest body /api/v3/depth") for f in venue.faults_applied) == 3
 
 
 async def test_429_with_retry_after_and_5xx_through_the_engine_rest_client() -> None:
