@@ -106,7 +106,7 @@ class Store:
             self.writer.write("venue_events", to_table(events, VenueEvent))
         alerts = venue_event_alerts(events)
         if self.feed is not None and alerts:
-            await self.feed.publish("alerts", alerts)
+            await self.feed.publish("alerts", [record_dict(a) for a in alerts])
 
     async def repair_candles(self, candles: list[Candle]) -> int:
         """Bars rebuilt after a late gap repair replace their degraded versions, in Postgres and live."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 import ray
 
 from engine.chain.blocks import BlockData
-from engine.chain.tracker import Header
 from engine.wallets.book import Thresholds, WalletBook
 from engine.wallets.cluster_book import ClusterBook
-from schemas.records import ChainAlert
+from schemas.records import ChainAlert, ChainBlock
 
 
 class WalletShardHost:
@@ -26,7 +25,7 @@ class WalletShardHost:
     def apply(self, block: BlockData) -> list[ChainAlert]:
         return self.book.apply_block(block.header, block.transfers)
 
-    def rollback(self, orphaned: list[Header]) -> list[ChainAlert]:
+    def rollback(self, orphaned: list[ChainBlock]) -> list[ChainAlert]:
         out: list[ChainAlert] = []
         for h in orphaned:
             out += self.book.rollback(h)
@@ -55,7 +54,7 @@ class RayChainSink:
         results = await _gather([s.apply.remote(block) for s in self.shards])
         self._emit([a for r in results for a in r] + self.clusters.apply_block(block.header, block.transfers))
 
-    async def retract(self, orphaned: list[Header], deep: bool) -> None:
+    async def retract(self, orphaned: list[ChainBlock], deep: bool) -> None:
         results = await _gather([s.rollback.remote(orphaned) for s in self.shards])
         self._emit([a for r in results for a in r] + [a for h in orphaned for a in self.clusters.rollback(h)])
 

@@ -9,6 +9,7 @@ from schemas.records import (
     Candle,
     ChainAlert,
     ChainBlock,
+    DataQualityAlert,
     DexPair,
     IndicatorSnapshot,
     IndicatorValue,
@@ -94,6 +95,11 @@ CHAIN_ALERT = pa.schema([
     ("severity", pa.string()), ("message", pa.string()), ("retracted", pa.bool_()),
 ])
 
+DATA_QUALITY_ALERT = pa.schema([
+    ("id", pa.string()), ("ts", pa.int64()), ("kind", pa.string()), ("severity", pa.string()),
+    ("venue", pa.string()), ("market", pa.string()), ("message", pa.string()),
+])
+
 # value is the exact uint256 as a decimal string: no Arrow integer type holds 256 bits
 TOKEN_TRANSFER = pa.schema([
     ("chain_id", pa.int64()), ("token_address", pa.string()), ("from_address", pa.string()),
@@ -111,7 +117,8 @@ SCHEMAS: dict[type, pa.Schema] = {
     TradeTick: TRADE_TICK, Candle: CANDLE, IndicatorValue: INDICATOR_VALUE,
     IndicatorSnapshot: INDICATOR_SNAPSHOT, StructureEvent: STRUCTURE_EVENT, Signal: SIGNAL,
     BookUpdate: BOOK_UPDATE, VenueEvent: VENUE_EVENT, ReferencePrice: REFERENCE_PRICE, DexPair: DEX_PAIR,
-    MarkPrice: MARK_PRICE, ChainAlert: CHAIN_ALERT, TokenTransfer: TOKEN_TRANSFER, ChainBlock: CHAIN_BLOCK,
+    MarkPrice: MARK_PRICE, ChainAlert: CHAIN_ALERT, DataQualityAlert: DATA_QUALITY_ALERT,
+    TokenTransfer: TOKEN_TRANSFER, ChainBlock: CHAIN_BLOCK,
 }
 
 

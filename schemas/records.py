@@ -1,11 +1,14 @@
-"""The records that cross a boundary (actors, files, HTTP, feed), one pydantic model each.
+"""The records that cross a boundary (actors, files, HTTP, feed), one definition each.
 
 Timestamps are int64 nanoseconds since the Unix epoch, UTC. Prices and sizes are float64.
-Each model has a matching pyarrow schema in ``schemas.arrow``; a test keeps them in step.
+Each pydantic model has a matching pyarrow schema in ``schemas.arrow``; a test keeps them in step.
+:class:`ValueTransfer` is a frozen dataclass instead: it lives in the chain follower's hot path and is
+never written as a row of its own.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -185,7 +188,16 @@ class MarkPrice(_Record):
 
 class ChainAlert(_Record):
     """An on-chain event worth attention (whale transfer, exchange flow, flagged counterparty, dormant
-    wallet waking, unusual activity, new cluster link), or the retraction of one whose block was orphaned."""
+    wallet waking, unusual activity, new cluster link), or the retraction of one whose block was orphaned.
+
+    One of the two records on the ``alerts`` feed channel; the other is :class:`DataQualityAlert`. Both
+    carry ``id``, ``ts``, ``kind``, ``severity`` and ``message`` (what the dashboard shows); they are not
+    one model because each one's JSON is fixed: a chain alert is written whole by ``model_dump_json`` to
+    ``chain-alerts.jsonl`` and, minus id/kind/severity/message, as the ``payload`` of its Postgres
+    ``alerts`` row, so a shared model would add ``venue``/``market`` keys to both, and a shared base class
+    would reorder these fields (pydantic puts a base's fields first). Only chain alerts are stored and
+    retracted: they belong to a block; a data-quality alert belongs to a venue event.
+    """
 
     id: str = Field(description="stable: the same event on the same block always has the same id")
     chain: str
@@ -204,8 +216,34 @@ class ChainAlert(_Record):
     retracted: bool = Field(default=False, description="true: the event's block left the canonical chain")
 
 
+class DataQualityAlert(_Record):
+    """A venue data-quality event (gap, repair, resync, degraded or unrepaired data) told to operators on
+    the ``alerts`` feed channel, beside :class:`ChainAlert` (see there why the two are separate models).
+
+    Feed only: the event itself is stored as a ``venue_events`` row (:class:`VenueEvent`).
+    """
+
+    id: str = Field(description="venue:market:kind:from_id:ts of the venue event")
+    ts: int = Field(description="local wall-clock time of the venue event, ns UTC")
+    kind: str = Field(description="data_ + the venue event's kind, e.g. data_gap")
+    severity: str
+    venue: str
+    market: str = Field(description="empty when the event concerns the whole connection")
+    message: str
+
+
+NATIVE = ""  # ValueTransfer.token of the chain's native coin (ETH on Ethereum)
+
+
 class TokenTransfer(_Record):
-    """One ERC-20/ERC-721 ``Transfer`` event decoded from a log, as ethereum-etl decodes it."""
+    """One ERC-20/ERC-721 ``Transfer`` event decoded from a log, as ethereum-etl exports it: the row of a
+    ``token_transfers`` file, with its block and chain.
+
+    Not the same concept as :class:`ValueTransfer`, which is what a wallet sees move inside a block the
+    follower already holds: it also covers native coin and WETH deposits/withdrawals (which emit no
+    ``Transfer`` log), carries no block or chain (they come with the block's :class:`ChainBlock`), and
+    keeps the value as an int for arithmetic. :meth:`ValueTransfer.of_token_transfer` converts.
+    """
 
     chain_id: int = Field(description="EIP-155 chain id, 1 for Ethereum mainnet")
     token_address: str = Field(description="the emitting contract, lower-case hex")
@@ -221,10 +259,38 @@ class TokenTransfer(_Record):
     block_timestamp: int = Field(description="block time, seconds since the Unix epoch (the chain's unit, not ns)")
 
 
-class ChainBlock(_Record):
-    """The header facts of one block that other chain records refer to."""
+@dataclass(frozen=True)
+class ValueTransfer:
+    """A value movement of one block, as the wallet books apply it: native coin moved by a transaction
+    (``token`` :data:`NATIVE`, ``log_index`` -1), a token ``Transfer`` log, or a WETH deposit/withdrawal
+    (a mint from / burn to the zero address). Also an Etherscan account-history row's movement.
 
-    chain_id: int
+    A plain frozen dataclass, not a pydantic model: many are built per block in the follower's hot path
+    and compared by the reorg tests. Its block is the :class:`ChainBlock` it travels with; see
+    :class:`TokenTransfer` for the exported record of a token ``Transfer`` log.
+    """
+
+    tx_hash: str
+    log_index: int  # -1 for a native transfer (the transaction itself)
+    token: str  # the token contract, NATIVE for the chain's coin
+    from_address: str
+    to_address: str
+    value: int  # exact, in the token's base units (uint256)
+
+    @classmethod
+    def of_token_transfer(cls, t: TokenTransfer) -> ValueTransfer:
+        """The movement a token transfer record describes (its block and chain dropped)."""
+        return cls(t.transaction_hash, t.log_index, t.token_address, t.from_address, t.to_address, int(t.value))
+
+
+class ChainBlock(_Record):
+    """The header facts of one block: the one block record, both of ethereum-etl rows and of the live
+    follower (its reorg tracker's canonical headers, the block its transfers and alerts belong to, what
+    orphaned blocks are retracted by). Frozen, so equal blocks are equal and hashable."""
+
+    chain_id: int | None = Field(default=None, description="EIP-155 chain id, 1 for Ethereum mainnet; None where "
+                                                           "the producer knows the chain only by name (the live "
+                                                           "follower: its records carry the name)")
     number: int
     hash: str
     parent_hash: str

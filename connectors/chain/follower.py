@@ -18,7 +18,8 @@ from connectors.retry import Backoff
 from engine.chain.blocks import BlockData, block_data, header_of
 from engine.chain.errors import ChainDataError
 from engine.chain.swaps import TokenMetadata, swap_trade
-from engine.chain.tracker import ChainTracker, Header
+from engine.chain.tracker import ChainTracker
+from schemas.records import ChainBlock
 
 
 class ChainSink(Protocol):
@@ -26,7 +27,7 @@ class ChainSink(Protocol):
 
     async def apply(self, block: BlockData) -> None: ...
 
-    async def retract(self, orphaned: list[Header], deep: bool) -> None: ...
+    async def retract(self, orphaned: list[ChainBlock], deep: bool) -> None: ...
 
     async def confirmed(self, numbers: list[int]) -> None: ...
 
@@ -139,7 +140,7 @@ class ChainFollower:
             return False
         return True
 
-    async def _reorg(self, header: Header) -> None:
+    async def _reorg(self, header: ChainBlock) -> None:
         """``header`` does not extend the head: find the fork point on the node's chain and roll back."""
         canonical: dict[int, str] = {}
         fork = None

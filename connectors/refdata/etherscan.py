@@ -4,7 +4,7 @@ Each list is paged with ``page``/``offset`` (oldest first) until a short page. E
 than 10,000 rows of one query (``page * offset <= 10,000``), so after a full window the next query starts at
 the last block seen, and rows of that block already taken are skipped by their identity.
 
-Rows become :class:`HistoryRow` records holding a :class:`engine.wallets.book.Transfer` with exact integer
+Rows become :class:`HistoryRow` records holding a :class:`schemas.records.ValueTransfer` with exact integer
 values. Failed transactions and reverted internal calls (``isError`` "1") are kept, flagged ``is_error``, so
 the history shows every attempt; their value never moved and callers must not count it
 (:func:`balances_from_history` skips them). Gas fees are not transfers and are not in the history.
@@ -34,8 +34,8 @@ from connectors.refdata.http import (
     SourceApi,
 )
 from connectors.refdata.rows import RowError
-from engine.wallets.book import NATIVE, Transfer
 from schemas.errors import ConfigError
+from schemas.records import NATIVE, ValueTransfer
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class HistoryRow:
 
     block_number: int
     timestamp: int  # block time, unix seconds
-    transfer: Transfer
+    transfer: ValueTransfer
     is_error: bool
     token_id: int | None = None  # ERC-721 rows: the token that moved (``transfer.value`` is 1)
 
@@ -181,28 +181,28 @@ def _recipient(row: Mapping[str, Any]) -> str:
 def parse_native(row: Mapping[str, Any]) -> HistoryRow:
     """A ``txlist`` row: the transaction's own coin transfer (``log_index`` -1)."""
     failed = _flag(row, "isError") or row.get("txreceipt_status") == "0"
-    return HistoryRow(_uint(row, "blockNumber"), _uint(row, "timeStamp"), Transfer(
+    return HistoryRow(_uint(row, "blockNumber"), _uint(row, "timeStamp"), ValueTransfer(
         _pattern(row, "hash", _HASH), -1, NATIVE, _pattern(row, "from", _ADDRESS), _recipient(row),
         _uint(row, "value")), failed)
 
 
 def parse_internal(row: Mapping[str, Any]) -> HistoryRow:
     """A ``txlistinternal`` row: coin moved by a contract call (no log index of its own, so -1)."""
-    return HistoryRow(_uint(row, "blockNumber"), _uint(row, "timeStamp"), Transfer(
+    return HistoryRow(_uint(row, "blockNumber"), _uint(row, "timeStamp"), ValueTransfer(
         _pattern(row, "hash", _HASH), -1, NATIVE, _pattern(row, "from", _ADDRESS), _recipient(row),
         _uint(row, "value")), _flag(row, "isError"))
 
 
 def parse_token(row: Mapping[str, Any]) -> HistoryRow:
     """A ``tokentx`` row: an ERC-20 ``Transfer`` log (reverted logs are never listed, so never an error)."""
-    return HistoryRow(_uint(row, "blockNumber"), _uint(row, "timeStamp"), Transfer(
+    return HistoryRow(_uint(row, "blockNumber"), _uint(row, "timeStamp"), ValueTransfer(
         _pattern(row, "hash", _HASH), _uint(row, "logIndex"), _pattern(row, "contractAddress", _ADDRESS),
         _pattern(row, "from", _ADDRESS), _pattern(row, "to", _ADDRESS), _uint(row, "value")), False)
 
 
 def parse_nft(row: Mapping[str, Any]) -> HistoryRow:
     """A ``tokennfttx`` row: one ERC-721 token moved (value 1, the token in ``token_id``)."""
-    return HistoryRow(_uint(row, "blockNumber"), _uint(row, "timeStamp"), Transfer(
+    return HistoryRow(_uint(row, "blockNumber"), _uint(row, "timeStamp"), ValueTransfer(
         _pattern(row, "hash", _HASH), _uint(row, "logIndex"), _pattern(row, "contractAddress", _ADDRESS),
         _pattern(row, "from", _ADDRESS), _pattern(row, "to", _ADDRESS), 1), False, _uint(row, "tokenID"))
 

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import asyncpg
 
 from engine.sinks.jsonl import record_dict
-from schemas.records import ChainAlert
+from schemas.records import ChainAlert, ChainBlock, ValueTransfer
 
 _TRANSFER = """INSERT INTO token_transfers (chain, block_hash, log_index, block_number, block_ts, tx_hash,
     token_address, from_address, to_address, value) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric)
@@ -55,7 +55,8 @@ class ChainStore:
         if self.pool is not None:
             await self.pool.close()
 
-    async def block(self, chain: str, header, transfers: list, alerts: list[ChainAlert]) -> None:
+    async def block(self, chain: str, header: ChainBlock, transfers: list[ValueTransfer],
+                    alerts: list[ChainAlert]) -> None:
         """Persist one canonical block's token transfers (native coin included, token '') and alerts."""
         if self.pool is not None:
             async with self.pool.acquire() as conn, conn.transaction():
@@ -72,7 +73,7 @@ class ChainStore:
         self.stats["alerts"] += len(alerts)
         await self._publish(alerts)
 
-    async def retract(self, chain: str, orphaned: list, retractions: list[ChainAlert]) -> None:
+    async def retract(self, chain: str, orphaned: list[ChainBlock], retractions: list[ChainAlert]) -> None:
         """Delete what orphaned blocks stored; tell live subscribers which alerts no longer stand."""
         if self.pool is not None and orphaned:
             async with self.pool.acquire() as conn, conn.transaction():

@@ -8,10 +8,9 @@ this class is the in-process form used by ``chain follow --in-process``, by test
 from __future__ import annotations
 
 from engine.chain.blocks import BlockData
-from engine.chain.tracker import Header
 from engine.wallets.book import Thresholds, WalletBook
 from engine.wallets.cluster_book import ClusterBook
-from schemas.records import ChainAlert
+from schemas.records import ChainAlert, ChainBlock
 
 
 class ChainState:
@@ -38,7 +37,7 @@ class ChainState:
         if block.trades:
             self.trades[h.hash] = list(block.trades)
 
-    async def retract(self, orphaned: list[Header], deep: bool) -> None:
+    async def retract(self, orphaned: list[ChainBlock], deep: bool) -> None:
         for h in orphaned:  # newest first: each book undoes exactly what that block did
             for book in self.books:
                 self.alerts += book.rollback(h)

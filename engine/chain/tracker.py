@@ -1,7 +1,7 @@
 """Canonical-chain bookkeeping for a follower: parent-hash checks, fork points, confirmations.
 
 Pure: the follower fetches blocks and asks the tracker what each one means. The tracker keeps the
-last ``window`` canonical headers. A block whose parent is the head extends the chain; anything
+last ``window`` canonical blocks (:class:`ChainBlock`). A block whose parent is the head extends the chain; anything
 else is resolved by walking back through the node's canonical blocks (fetched by number) until a
 stored header matches: that is the fork point, and every stored block above it is orphaned.
 A fork deeper than the window cannot be proven: it is reported as a deep reorg and handled by the
@@ -11,19 +11,9 @@ documented policy (see :meth:`ChainTracker.deep_reorg`).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from schemas.errors import CryptoIntelError
-
-
-@dataclass(frozen=True)
-class Header:
-    """What the tracker needs of a block."""
-
-    number: int
-    hash: str
-    parent_hash: str
-    timestamp: int
+from schemas.records import ChainBlock
 
 
 class DeepReorg(CryptoIntelError, RuntimeError):
@@ -43,22 +33,22 @@ class ChainTracker:
             raise ValueError("window must be >= 1 and confirmations >= 0")
         self.window = window
         self.confirmations = confirmations
-        self.headers: OrderedDict[int, Header] = OrderedDict()
+        self.headers: OrderedDict[int, ChainBlock] = OrderedDict()
         self.confirmed_through = -1
 
     @property
-    def head(self) -> Header | None:
+    def head(self) -> ChainBlock | None:
         return next(reversed(self.headers.values())) if self.headers else None
 
-    def extends(self, block: Header) -> bool:
+    def extends(self, block: ChainBlock) -> bool:
         """Does ``block`` sit directly on the current head (or start an empty tracker)?"""
         head = self.head
         return head is None or (block.number == head.number + 1 and block.parent_hash == head.hash)
 
-    def known(self, number: int) -> Header | None:
+    def known(self, number: int) -> ChainBlock | None:
         return self.headers.get(number)
 
-    def append(self, block: Header) -> list[int]:
+    def append(self, block: ChainBlock) -> list[int]:
         """Add the next canonical block; returns the block numbers that just became confirmed."""
         if not self.extends(block):
             raise ValueError(f"block {block.number} does not extend head {self.head}")
@@ -88,7 +78,7 @@ class ChainTracker:
                 return number
         return None
 
-    def rollback_to(self, number: int) -> list[Header]:
+    def rollback_to(self, number: int) -> list[ChainBlock]:
         """Drop every stored block above ``number``; returns them, newest first (to be retracted)."""
         orphaned = [self.headers.pop(n) for n in sorted(self.headers, reverse=True) if n > number]
         if orphaned and orphaned[-1].number <= self.confirmed_through:
@@ -96,7 +86,7 @@ class ChainTracker:
             self.confirmed_through = number
         return orphaned
 
-    def deep_reorg(self) -> list[Header]:
+    def deep_reorg(self) -> list[ChainBlock]:
         """Policy for a fork below the window: retract everything held and restart from the new chain.
 
         Effects older than the window were already confirmed (confirmations <= window) and stay; the

@@ -16,7 +16,7 @@ import numpy as np
 from engine.candles import CandleAggregator
 from engine.venues.sequencer import rows_to_batch
 from schemas.batches import CandleBatch, TradeBatch
-from schemas.records import Candle, Signal, VenueEvent
+from schemas.records import Candle, DataQualityAlert, Signal, VenueEvent
 
 DEGRADED_FLAG = "degraded_data"
 
@@ -106,9 +106,9 @@ def _tf_ns(timeframe: str) -> int:
 ALERTED_VENUE_EVENTS = {"gap": "info", "repair": "info", "resync": "info", "degraded": "high", "unrepaired": "high"}
 
 
-def venue_event_alerts(events: list) -> list[dict]:
+def venue_event_alerts(events: list[VenueEvent]) -> list[DataQualityAlert]:
     """Data-quality alerts for the live feed from venue events (gaps, repairs, resyncs, degraded data)."""
-    return [{"id": f"{e.venue}:{e.market}:{e.kind}:{e.from_id}:{e.ts}", "ts": e.ts, "kind": f"data_{e.kind}",
-             "severity": ALERTED_VENUE_EVENTS[e.kind], "venue": e.venue, "market": e.market,
-             "message": f"{e.venue} {e.market} {e.kind}: {e.detail}".strip()}
+    return [DataQualityAlert(id=f"{e.venue}:{e.market}:{e.kind}:{e.from_id}:{e.ts}", ts=e.ts, kind=f"data_{e.kind}",
+                             severity=ALERTED_VENUE_EVENTS[e.kind], venue=e.venue, market=e.market,
+                             message=f"{e.venue} {e.market} {e.kind}: {e.detail}".strip())
             for e in events if e.kind in ALERTED_VENUE_EVENTS]

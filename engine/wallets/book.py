@@ -15,24 +15,10 @@ import hashlib
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
-from engine.chain.tracker import Header
 from engine.wallets.analytics import robust_z
-from schemas.records import ChainAlert
+from schemas.records import NATIVE, ChainAlert, ChainBlock, ValueTransfer
 
-NATIVE = ""  # token address of the chain's native coin
 DAY_S = 86_400
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """A value movement decoded from a block: native coin (token ``""``) or a token ``Transfer`` log."""
-
-    tx_hash: str
-    log_index: int  # -1 for a native transfer (the transaction itself)
-    token: str
-    from_address: str
-    to_address: str
-    value: int
 
 
 @dataclass
@@ -82,7 +68,7 @@ class WalletBook:
         return self.shards == 1 or shard_of(address, self.shards) == self.shard
 
     # ---- block application ----------------------------------------------------------------
-    def apply_block(self, header: Header, transfers: list[Transfer]) -> list[ChainAlert]:
+    def apply_block(self, header: ChainBlock, transfers: list[ValueTransfer]) -> list[ChainAlert]:
         """Apply one canonical block's transfers to this shard's wallets; returns the alerts raised."""
         saved: dict[str, WalletState | None] = {}
         alerts: list[ChainAlert] = []
@@ -115,7 +101,7 @@ class WalletBook:
             self._undo.popitem(last=False)
         return alerts
 
-    def rollback(self, header: Header) -> list[ChainAlert]:
+    def rollback(self, header: ChainBlock) -> list[ChainAlert]:
         """Undo an orphaned block (newest first); returns retractions of the alerts it raised."""
         entry = self._undo.pop(header.hash, None)
         if entry is None:
@@ -141,7 +127,7 @@ class WalletBook:
         price = self.prices.get(token)
         return None if price is None else value / 10 ** price[1] * price[0]
 
-    def _alert(self, kind: str, header: Header, t: Transfer, address: str, other: str, usd: float | None,
+    def _alert(self, kind: str, header: ChainBlock, t: ValueTransfer, address: str, other: str, usd: float | None,
                severity: str, message: str) -> ChainAlert:
         key = f"{self.chain}:{header.hash}:{t.tx_hash}:{t.log_index}:{kind}:{address}"
         return ChainAlert(id=hashlib.sha1(key.encode()).hexdigest()[:24], chain=self.chain, kind=kind,
@@ -149,7 +135,7 @@ class WalletBook:
                           tx_hash=t.tx_hash, address=address, counterparty=other, token_address=t.token,
                           amount=str(t.value), usd=usd, severity=severity, message=message)
 
-    def _transfer_alerts(self, header: Header, t: Transfer, usd: float | None) -> list[ChainAlert]:
+    def _transfer_alerts(self, header: ChainBlock, t: ValueTransfer, usd: float | None) -> list[ChainAlert]:
         out = []
         limit = self.thresholds.whale_usd_by_token.get(t.token, self.thresholds.whale_usd)
         if usd is not None and usd >= limit:
@@ -165,7 +151,7 @@ class WalletBook:
                                        f"withdrawn from {from_ex}"))
         return out
 
-    def _counterparty_alerts(self, header: Header, t: Transfer, address: str, other: str,
+    def _counterparty_alerts(self, header: ChainBlock, t: ValueTransfer, address: str, other: str,
                              usd: float | None) -> list[ChainAlert]:
         if self.labels is None:
             return []
@@ -175,7 +161,7 @@ class WalletBook:
         return [self._alert("flagged_interaction", header, t, address, other, usd, "high",
                             f"counterparty flagged {', '.join(sorted(flags))}")]
 
-    def _unusual(self, header: Header, address: str, usd: float) -> list[ChainAlert]:
+    def _unusual(self, header: ChainBlock, address: str, usd: float) -> list[ChainAlert]:
         w = self.wallets[address]
         history = w.flow_history
         out = []
@@ -185,7 +171,7 @@ class WalletBook:
             median = sorted(history)[len(history) // 2]
             z = robust_z(usd, history, min_scale=max(0.05 * abs(median), 1.0))
             if z >= self.thresholds.unusual_z:
-                t = Transfer("", -1, NATIVE, address, "", 0)
+                t = ValueTransfer("", -1, NATIVE, address, "", 0)
                 out.append(self._alert("unusual_activity", header, t, address, "", usd, "medium",
                                        f"flow {usd:,.0f} USD, robust z {z:.1f} against its own history"))
         history.append(usd)

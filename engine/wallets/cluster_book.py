@@ -9,10 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 
-from engine.chain.tracker import Header
 from engine.wallets.analytics import Clusters
-from engine.wallets.book import NATIVE, Transfer
-from schemas.records import ChainAlert
+from schemas.records import NATIVE, ChainAlert, ChainBlock, ValueTransfer
 
 
 class ClusterBook:
@@ -24,7 +22,7 @@ class ClusterBook:
         self.window = window
         self._undo: OrderedDict[str, tuple] = OrderedDict()  # block hash -> (checkpoint, alerts)
 
-    def apply_block(self, header: Header, transfers: list[Transfer]) -> list[ChainAlert]:
+    def apply_block(self, header: ChainBlock, transfers: list[ValueTransfer]) -> list[ChainAlert]:
         cp = self.clusters.checkpoint()
         touched = sorted({a for t in transfers for a in (t.from_address, t.to_address) if a})
         before = {a: self.clusters.cluster_of(a) for a in touched}
@@ -49,7 +47,7 @@ class ClusterBook:
             self.clusters.release(next(iter(self._undo.values()))[0])
         return alerts
 
-    def rollback(self, header: Header) -> list[ChainAlert]:
+    def rollback(self, header: ChainBlock) -> list[ChainAlert]:
         """Undo one orphaned block (call newest first); returns its alerts' retractions."""
         entry = self._undo.pop(header.hash, None)
         if entry is None:

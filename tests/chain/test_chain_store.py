@@ -9,10 +9,8 @@ import asyncpg
 
 from connectors.storage.chain_store import ChainStore
 from connectors.storage.migrate import migrate
-from engine.chain.tracker import Header
-from engine.wallets.book import Transfer
 from engine.wallets.labels import LabelSet
-from schemas.records import ChainAlert
+from schemas.records import ChainAlert, ChainBlock, ValueTransfer
 from tests.storage.pg_fixtures import pg_db, pg_url  # noqa: F401 - fixtures
 
 
@@ -20,11 +18,13 @@ async def _scenario(db: str) -> dict:
     await migrate(db)
     store = await ChainStore(db).start()
     try:
-        keep = Header(10, "0x" + "aa" * 32, "0x" + "99" * 32, 1_700_000_000)
-        gone = Header(11, "0x" + "bb" * 32, keep.hash, 1_700_000_012)
+        keep = ChainBlock(number=10, hash="0x" + "aa" * 32, parent_hash="0x" + "99" * 32, timestamp=1_700_000_000,
+                          transaction_count=1)
+        gone = ChainBlock(number=11, hash="0x" + "bb" * 32, parent_hash=keep.hash, timestamp=1_700_000_012,
+                          transaction_count=1)
         big = 2**255 + 12345  # exact uint256 all the way into numeric(78, 0)
-        t1 = Transfer("0x" + "01" * 32, 0, "0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20, big)
-        t2 = Transfer("0x" + "02" * 32, -1, "", "0x" + "33" * 20, "0x" + "44" * 20, 5)
+        t1 = ValueTransfer("0x" + "01" * 32, 0, "0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20, big)
+        t2 = ValueTransfer("0x" + "02" * 32, -1, "", "0x" + "33" * 20, "0x" + "44" * 20, 5)
         alert = ChainAlert(id="gone-1", chain="ethereum", kind="whale_transfer", ts=gone.timestamp * 10**9,
                            block_number=11, block_hash=gone.hash, address="0x" + "33" * 20, amount="5")
         await store.block("ethereum", keep, [t1], [])

@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.chain import decode as d
+from engine.chain.blocks import block_data, header_of
 from engine.chain.errors import ChainDataError
 from engine.chain.formats import csv_value, item_timestamp, stream_item
 from schemas.arrow import to_table
-from schemas.records import ChainBlock, TokenTransfer
+from schemas.records import ChainBlock, TokenTransfer, ValueTransfer
 from tests.data_paths import SHARED_DATA
 
 STREAM = SHARED_DATA / "chain" / "test_stream" / "blocks_1755634_1755635"
@@ -301,6 +302,20 @@ def test_records_keep_the_exact_value_as_text_and_round_trip_through_arrow() -> 
                              timestamp=1466669562, transaction_count=2)
     with pytest.raises(ChainDataError, match="block_timestamp"):
         d.token_transfer_record({**t, "block_timestamp": None}, chain_id=1)
+
+
+def test_the_follower_block_and_transfers_are_the_export_records() -> None:
+    """One block record and one derivation: the live follower's block is the export's ChainBlock (chain id
+    unknown), and its token transfers are the export's TokenTransfer records as value movements."""
+    blk = d.chain_block_record(d.decode_block(BLOCK), chain_id=1)
+    assert header_of(BLOCK) == blk.model_copy(update={"chain_id": None})
+    assert hash(header_of(BLOCK)) == hash(header_of(copy.deepcopy(BLOCK)))  # frozen: usable as a key
+    got = block_data(BLOCK, RECEIPT["logs"])
+    assert got.header == header_of(BLOCK)
+    rows = [d.token_transfer_from_log(r) for r in d.decode_receipt_logs(RECEIPT, blk.timestamp)]
+    records = [d.token_transfer_record(r, chain_id=1) for r in rows if r is not None]
+    assert records and [t for t in got.transfers if t.log_index >= 0] == [
+        ValueTransfer.of_token_transfer(r) for r in records]
 
 
 def test_csv_cells_and_stream_ids() -> None:

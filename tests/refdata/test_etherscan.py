@@ -23,8 +23,8 @@ from connectors.refdata.etherscan import (
     etherscan_config,
 )
 from connectors.refdata.http import RateLimited
-from engine.wallets.book import Transfer
 from schemas.errors import ConfigError
+from schemas.records import ValueTransfer
 from tests.refdata.fake_api import FakeApi, Reply, ok, status
 
 PATH = "/v2/api"
@@ -129,7 +129,7 @@ def _es(api: FakeApi, **kw: Any) -> Etherscan:
 def _native(row: dict[str, str], *, failed: bool = False) -> HistoryRow:
     to = row["to"] or row["contractAddress"]
     return HistoryRow(int(row["blockNumber"]), int(row["timeStamp"]),
-                      Transfer(row["hash"], -1, "", row["from"], to, int(row["value"])), failed)
+                      ValueTransfer(row["hash"], -1, "", row["from"], to, int(row["value"])), failed)
 
 
 async def test_native_transactions_parse_exact_values_and_flag_failed_ones() -> None:
@@ -154,11 +154,11 @@ async def test_internal_token_and_nft_rows() -> None:
             internal = await es.internal_transactions(WALLET, end_block=17_000_011)
             usdt = await es.token_transfers(WALLET, contract=USDT.upper().replace("0X", "0x"))
             nfts = await es.nft_transfers(WALLET)
-    assert internal == [HistoryRow(17_000_010, T0 + 120, Transfer(_hash("swap"), -1, "", ROUTER, WALLET, ETH // 4),
+    assert internal == [HistoryRow(17_000_010, T0 + 120, ValueTransfer(_hash("swap"), -1, "", ROUTER, WALLET, ETH // 4),
                                    False)]
-    assert usdt == [HistoryRow(17_000_010, T0 + 120, Transfer(_hash("swap"), 12, USDT, ROUTER, WALLET, 1_000_000_000),
-                               False)]
-    assert nfts == [HistoryRow(17_000_040, T0 + 480, Transfer(_hash("mint"), 3, PUNKS, ALICE, WALLET, 1), False,
+    assert usdt == [HistoryRow(17_000_010, T0 + 120,
+                               ValueTransfer(_hash("swap"), 12, USDT, ROUTER, WALLET, 1_000_000_000), False)]
+    assert nfts == [HistoryRow(17_000_040, T0 + 480, ValueTransfer(_hash("mint"), 3, PUNKS, ALICE, WALLET, 1), False,
                                token_id=7804)]
     queries = [c.query for c in api.calls]
     assert queries[0]["endblock"] == "17000011" and queries[0]["chainid"] == "8453"
@@ -337,9 +337,9 @@ async def test_backfill_merges_in_block_order_and_balances_are_exact() -> None:
 
 def test_balances_count_self_transfers_as_zero_and_skip_failed_rows() -> None:
     me = WALLET
-    rows = [HistoryRow(1, T0, Transfer(_hash("a"), -1, "", me, me, 7 * ETH), False),
-            HistoryRow(2, T0, Transfer(_hash("b"), -1, "", ALICE, me, 2**200), True),
-            HistoryRow(3, T0, Transfer(_hash("c"), 0, USDT, ALICE, me, 2**64 + 3), False)]
+    rows = [HistoryRow(1, T0, ValueTransfer(_hash("a"), -1, "", me, me, 7 * ETH), False),
+            HistoryRow(2, T0, ValueTransfer(_hash("b"), -1, "", ALICE, me, 2**200), True),
+            HistoryRow(3, T0, ValueTransfer(_hash("c"), 0, USDT, ALICE, me, 2**64 + 3), False)]
     assert balances_from_history(rows, me) == {"": 0, USDT: 2**64 + 3}
 
 
