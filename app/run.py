@@ -37,16 +37,25 @@ def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
 
 def _replay_live(args: argparse.Namespace, config: PipelineConfig, inputs: list, out_dir: Path,
                  services: StoreSettings) -> int:
-    from actors.pipeline import RayPipeline
     from actors.runtime import start_ray, stop_ray
+
+    url = start_ray(dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port)
+    try:  # Ray goes down whatever happens next, before job_services stops the servers its actors use
+        return _on_ray(args, config, inputs, out_dir, services, url)
+    finally:
+        stop_ray()
+
+
+def _on_ray(args: argparse.Namespace, config: PipelineConfig, inputs: list, out_dir: Path,
+            services: StoreSettings, dashboard_url: str | None) -> int:
+    from actors.pipeline import RayPipeline
     from engine.sources.replay import Replay
 
-    signals_path = out_dir / "signals.jsonl"
-    url = start_ray(dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port)
     stop_on_sigterm()
-    print(f"Ray dashboard: {url or 'disabled'}", file=sys.stderr)
+    signals_path = out_dir / "signals.jsonl"
+    print(f"Ray dashboard: {dashboard_url or 'disabled'}", file=sys.stderr)
     print(f"replaying {len(inputs)} inputs at x{args.speed:g} real time; signals -> {signals_path}"
-          f"{services.describe()}; Ctrl-C stops", file=sys.stderr)
+          f"{services.describe()}; Ctrl-C or SIGTERM stops", file=sys.stderr)
     store = services.start_actor(config.actor_cpus)
     lines, feed = start_serving(services, args.host, args.http_port, out_dir, args.ws_port)
     for line in lines:
@@ -94,5 +103,4 @@ def _replay_live(args: argparse.Namespace, config: PipelineConfig, inputs: list,
             close_services(services, checkpoints, pipe, store, feed)
         finally:
             pipe.shutdown()
-            stop_ray()
     return 0

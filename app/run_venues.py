@@ -47,14 +47,23 @@ def run_venues(args: argparse.Namespace, config: PipelineConfig, specs: list[Sou
 
 def _follow_venues(args: argparse.Namespace, config: PipelineConfig, specs: list[SourceSpec], out_dir: Path,
                    services: StoreSettings) -> int:
-    from actors.pipeline import RayPipeline
     from actors.runtime import start_ray, stop_ray
+
+    url = start_ray(dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port)
+    try:  # Ray goes down whatever happens next, before job_services stops the servers its actors use
+        return _on_ray(args, config, specs, out_dir, services, url)
+    finally:
+        stop_ray()
+
+
+def _on_ray(args: argparse.Namespace, config: PipelineConfig, specs: list[SourceSpec], out_dir: Path,
+            services: StoreSettings, dashboard_url: str | None) -> int:
+    from actors.pipeline import RayPipeline
     from actors.venue_source import VenueSourceActor
 
-    signals_path = out_dir / "signals.jsonl"
-    url = start_ray(dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port)
     stop_on_sigterm()
-    print(f"Ray dashboard: {url or 'disabled'}", file=sys.stderr)
+    signals_path = out_dir / "signals.jsonl"
+    print(f"Ray dashboard: {dashboard_url or 'disabled'}", file=sys.stderr)
     for s in specs:
         print(f"source {s.venue}: {', '.join(s.symbols)}"
               f"{' (ws ' + s.ws_url + ')' if s.ws_url else ''}{' (rest ' + s.rest_url + ')' if s.rest_url else ''}",
@@ -124,7 +133,12 @@ def _follow_venues(args: argparse.Namespace, config: PipelineConfig, specs: list
     finally:
         events_file.close()
         try:
-            final = ray.get([a.stop.remote() for a in sources])
+            final = []
+            for a in sources:  # one dead source must not keep the others from stopping or the store from flushing
+                try:
+                    final.append(ray.get(a.stop.remote()))
+                except ray.exceptions.RayError as e:
+                    print(f"a venue source did not stop cleanly: {str(e).splitlines()[0]}", file=sys.stderr)
             pipe.finish()
             st = pipe.status()
             print(f"stopped ({stopped}) after {time.monotonic() - t0:.1f}s: {counts['trades']:,} trades, "
@@ -138,5 +152,4 @@ def _follow_venues(args: argparse.Namespace, config: PipelineConfig, specs: list
             close_services(services, checkpoints, pipe, store, feed)
         finally:
             pipe.shutdown()
-            stop_ray()
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 from engine.config import PipelineConfig
 from engine.warmup import warm_kernels
 
+ALL_ANALYSES = ("fvg", "order_blocks", "liquidity")
 WARMUP_ROWS = 400  # enough bars of each sample input for every kernel to run
 
 
@@ -22,7 +23,9 @@ def warm(config: PipelineConfig | None = None, log=None) -> float:
     if log:
         log("preparing the compiled analysis kernels (compiled once, then cached on disk)...")
     inputs = [load_any(p)[0] for p in sample_paths()]
-    warm_kernels([b.take(slice(0, WARMUP_ROWS)) for b in inputs], config or PipelineConfig())
+    # every analysis, whatever this run asks for: the stamp then holds for any later configuration
+    config = (config or PipelineConfig()).model_copy(update={"analyses": ALL_ANALYSES})
+    warm_kernels([b.take(slice(0, WARMUP_ROWS)) for b in inputs], config)
     return time.perf_counter() - t0
 
 

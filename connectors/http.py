@@ -53,13 +53,14 @@ class HttpClient:
 
     RATE_LIMITED = (429,)  # statuses that mean "slow down": wait Retry-After (or back off), then retry
     REQUESTS = "requests"  # the counter of HTTP requests made
+    CAP_RETRY_AFTER = True  # without max_retry_after_s: cut a longer Retry-After to max_backoff_s (else wait it all)
 
     def __init__(self, *, name: str, attempts: int, backoff_s: float, max_backoff_s: float, timeout_s: float,
                  session: aiohttp.ClientSession | None = None, max_retry_after_s: float | None = None) -> None:
         self.name = name
         self.attempts = attempts
         self.backoff = Backoff(backoff_s, max_backoff_s)
-        # None: a longer Retry-After is cut to max_backoff_s; else a longer one raises rate_limited()
+        # None: a Retry-After is waited (cut to max_backoff_s if CAP_RETRY_AFTER); else a longer one raises
         self.max_retry_after_s = max_retry_after_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session = session
@@ -131,13 +132,15 @@ class HttpClient:
                         raise self.rate_limited(shown, url, answer, retry_after)
                 elif answer.status < 500:
                     raise self.rejected(shown, url, answer)
+                elif answer.status == 503:  # unavailable for a while: it may say how long
+                    retry_after = parse_retry_after(answer.headers.get("Retry-After"))
             if attempt < self.attempts:
                 if retry_after is None:
                     wait = self.backoff.step(attempt)
-                elif self.max_retry_after_s is None:
+                elif self.max_retry_after_s is None and self.CAP_RETRY_AFTER:
                     wait = min(retry_after, self.backoff.max_s)
-                else:
-                    wait = retry_after
+                else:  # a 429's was checked against max_retry_after_s above; a 503's is cut to it
+                    wait = retry_after if self.max_retry_after_s is None else min(retry_after, self.max_retry_after_s)
                 self.stats["retries"] += 1
                 log.warning("%s: %s; retrying in %.2fs (attempt %d/%d)", shown, last, wait, attempt, self.attempts)
                 await self.pause(wait, retry_after is not None or last_status in self.RATE_LIMITED)

