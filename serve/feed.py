@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -503,9 +504,9 @@ class FeedServer:
         if isinstance(message, bytes):
             client.error("bad_request", "send JSON text frames, not binary")
             return
-        try:
-            request = json.loads(message)
-        except ValueError:
+        try:  # orjson: a bounded nesting depth, so a hostile frame is an error, never a stack overflow
+            request = orjson.loads(message)
+        except orjson.JSONDecodeError:
             client.error("bad_request", "not valid JSON; e.g. {\"op\": \"subscribe\", \"channels\": [\"signals:*\"]}")
             return
         op = request.get("op") if isinstance(request, dict) else None

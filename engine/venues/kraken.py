@@ -315,7 +315,10 @@ def rest_pair(symbol: str) -> str:
 
 
 def _loads_exact(body: bytes):
-    # REST sends trade times as JSON numbers; keeping their text (parse_float=str) keeps the ns exact
+    # REST sends trade times as JSON numbers; keeping their text (parse_float=str) keeps the ns exact.
+    # orjson first: it refuses JSON nested deeper than 1024 levels, which the standard parser would
+    # follow into a C stack overflow (a crash, not an error) when the recursion limit has been raised
+    orjson.loads(body)
     return json.loads(body, parse_float=str)
 
 

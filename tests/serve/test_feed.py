@@ -197,6 +197,8 @@ async def test_unsubscribe_and_bad_requests(server: FeedServer, feed: RedisFeed,
         assert [e["code"] for e in errors] == ["bad_channel", "bad_channel"]
         await ws.send("not json")
         assert (await recv(ws))["code"] == "bad_request"
+        await ws.send("[" * 60_000)  # nested past any parser's depth: an error, not a crashed feed
+        assert (await recv(ws))["code"] == "bad_request"
         await feed.publish("signals", [signal("BINANCE:ETHUSDT", 1)])
         assert (await data(ws, 1))[0]["data"]["id"] == "sig-BINANCE:ETHUSDT-1"
         await ws.send(json.dumps({"op": "unsubscribe", "channels": ["signals:ETHUSDT"]}))
