@@ -35,4 +35,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data/out .pytest_cache  # data/ keeps the embedded databases: remove it by hand to start afresh
