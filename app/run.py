@@ -7,15 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.services import (
-    StoreSettings,
-    close_services,
-    job_out_dir,
-    job_services,
-    save_checkpoint,
-    start_serving,
-    stop_on_sigterm,
-)
+from app.services import StoreSettings, job_out_dir, run_job, save_checkpoint, start_outputs
 from engine.config import PipelineConfig
 from engine.sources.align import align_starts, last_event_ts
 
@@ -23,45 +15,24 @@ from engine.sources.align import align_starts, last_event_ts
 def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
     """Run until --max-seconds, Ctrl-C or SIGTERM, printing a one-line status; signals go to --out-dir."""
     from app.inputs import check_strategy, load_inputs
-    from app.warmup import warm_if_cold
     from engine.sources.sample import sample_paths
 
     check_strategy(config)
     paths = args.input or [str(p) for p in sample_paths()]
     inputs = align_starts(load_inputs(paths, args.market, args.columns))
     out_dir = job_out_dir(args)
-    warm_if_cold(config, log=lambda m: print(m, file=sys.stderr))
-    with job_services(args, out_dir) as services:
-        return _replay_live(args, config, inputs, out_dir, services)
+    return run_job(args, config, out_dir, lambda services, _url: _replay_live(args, config, inputs, out_dir, services))
 
 
 def _replay_live(args: argparse.Namespace, config: PipelineConfig, inputs: list, out_dir: Path,
                  services: StoreSettings) -> int:
-    from actors.runtime import start_ray, stop_ray
-
-    url = start_ray(dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port)
-    try:  # Ray goes down whatever happens next, before job_services stops the servers its actors use
-        return _on_ray(args, config, inputs, out_dir, services, url)
-    finally:
-        stop_ray()
-
-
-def _on_ray(args: argparse.Namespace, config: PipelineConfig, inputs: list, out_dir: Path,
-            services: StoreSettings, dashboard_url: str | None) -> int:
-    from actors.pipeline import RayPipeline
     from engine.sources.replay import Replay
 
-    stop_on_sigterm()
     signals_path = out_dir / "signals.jsonl"
-    print(f"Ray dashboard: {dashboard_url or 'disabled'}", file=sys.stderr)
     print(f"replaying {len(inputs)} inputs at x{args.speed:g} real time; signals -> {signals_path}"
           f"{services.describe()}; Ctrl-C or SIGTERM stops", file=sys.stderr)
-    store = services.start_actor(config.actor_cpus)
-    lines, feed = start_serving(services, args.host, args.http_port, out_dir, args.ws_port)
-    for line in lines:
-        print(line, file=sys.stderr)
-    checkpoints = services.checkpoint_store()
-    pipe = RayPipeline(config, out_path=str(signals_path), keep=False, store=store)
+    outputs = start_outputs(args, config, services, out_dir)
+    pipe, checkpoints = outputs.pipe, outputs.checkpoints
     last_checkpoint = time.monotonic()
     replay = Replay(inputs, batch_size=config.batch_size, speed=args.speed, loop=True, max_idle_s=1.0)
     t0 = last = time.monotonic()
@@ -100,7 +71,7 @@ def _on_ray(args: argparse.Namespace, config: PipelineConfig, inputs: list, out_
             st = pipe.status()
             print(f"stopped ({stopped}) after {time.monotonic() - t0:.1f}s: {pipe.rows:,} events, "
                   f"{st['candles']:,} candles, {st['signals']:,} signals -> {signals_path}", file=sys.stderr)
-            close_services(services, checkpoints, pipe, store, feed)
+            outputs.close(services)
         finally:
             pipe.shutdown()
     return 0

@@ -16,15 +16,7 @@ from pathlib import Path
 
 import ray
 
-from app.services import (
-    StoreSettings,
-    close_services,
-    job_out_dir,
-    job_services,
-    save_checkpoint,
-    start_serving,
-    stop_on_sigterm,
-)
+from app.services import StoreSettings, job_out_dir, run_job, save_checkpoint, start_outputs
 from connectors.venues.supervisor import SupervisorConfig
 from engine.config import PipelineConfig
 from engine.venues.quality import DataQuality
@@ -36,44 +28,23 @@ LOUD = ("gap", "repair", "degraded", "unrepaired", "resync")
 def run_venues(args: argparse.Namespace, config: PipelineConfig, specs: list[SourceSpec]) -> int:
     """Follow live venues until --max-seconds, Ctrl-C or SIGTERM; signals go to --out-dir."""
     from app.inputs import check_strategy
-    from app.warmup import warm_if_cold
 
     check_strategy(config)
     out_dir = job_out_dir(args)
-    warm_if_cold(config, log=lambda m: print(m, file=sys.stderr))
-    with job_services(args, out_dir) as services:
-        return _follow_venues(args, config, specs, out_dir, services)
+    return run_job(args, config, out_dir, lambda services, _url: _follow_venues(args, config, specs, out_dir, services))
 
 
 def _follow_venues(args: argparse.Namespace, config: PipelineConfig, specs: list[SourceSpec], out_dir: Path,
                    services: StoreSettings) -> int:
-    from actors.runtime import start_ray, stop_ray
-
-    url = start_ray(dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port)
-    try:  # Ray goes down whatever happens next, before job_services stops the servers its actors use
-        return _on_ray(args, config, specs, out_dir, services, url)
-    finally:
-        stop_ray()
-
-
-def _on_ray(args: argparse.Namespace, config: PipelineConfig, specs: list[SourceSpec], out_dir: Path,
-            services: StoreSettings, dashboard_url: str | None) -> int:
-    from actors.pipeline import RayPipeline
     from actors.venue_source import VenueSourceActor
 
-    stop_on_sigterm()
     signals_path = out_dir / "signals.jsonl"
-    print(f"Ray dashboard: {dashboard_url or 'disabled'}", file=sys.stderr)
     for s in specs:
         print(f"source {s.venue}: {', '.join(s.symbols)}"
               f"{' (ws ' + s.ws_url + ')' if s.ws_url else ''}{' (rest ' + s.rest_url + ')' if s.rest_url else ''}",
               file=sys.stderr)
-    store = services.start_actor(config.actor_cpus)
-    lines, feed = start_serving(services, args.host, args.http_port, out_dir, args.ws_port)
-    for line in lines:
-        print(line, file=sys.stderr)
-    checkpoints = services.checkpoint_store()
-    pipe = RayPipeline(config, out_path=str(signals_path), keep=False, store=store)
+    outputs = start_outputs(args, config, services, out_dir)
+    pipe, checkpoints, store = outputs.pipe, outputs.checkpoints, outputs.store
     sink = pipe.topology.sink
     sources = [VenueSourceActor.remote(s, SupervisorConfig(hold_s=args.repair_hold_s)) for s in specs]
     ray.get([a.start.remote() for a in sources])
@@ -149,7 +120,7 @@ def _on_ray(args: argparse.Namespace, config: PipelineConfig, specs: list[Source
                 print(f"  {m['venue']}: {m['messages']:,} messages, {m['trades']:,} trades, {m['reconnects']} "
                       f"reconnects, {m['gaps']} gaps ({m['recovered']} trades recovered, {m['degraded']} degraded), "
                       f"{sum(m['rejects'].values())} rejected", file=sys.stderr)
-            close_services(services, checkpoints, pipe, store, feed)
+            outputs.close(services)
         finally:
             pipe.shutdown()
     return 0

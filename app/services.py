@@ -11,7 +11,7 @@ import dataclasses
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +89,10 @@ class StoreSettings:
         return "; ".join(out)
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def job_out_dir(args: argparse.Namespace) -> Path:
     """``--out-dir``, by default ``<data-dir>/out``; created."""
     out = Path(args.out_dir) if args.out_dir else Path(args.data_dir) / "out"
@@ -115,7 +119,7 @@ def job_services(args: argparse.Namespace, out_dir: Path) -> Iterator[StoreSetti
         if args.no_services:
             settings = dataclasses.replace(settings, database_url=None, redis_url=None)
         elif not (settings.database_url and settings.redis_url):
-            embedded = EmbeddedServices(Path(args.data_dir), log=lambda m: print(m, file=sys.stderr),
+            embedded = EmbeddedServices(Path(args.data_dir), log=_say,
                                         postgres=not settings.database_url, redis=not settings.redis_url)
             urls = embedded.start()
             settings = dataclasses.replace(settings, database_url=settings.database_url or urls.database_url,
@@ -127,6 +131,48 @@ def job_services(args: argparse.Namespace, out_dir: Path) -> Iterator[StoreSetti
         if embedded is not None:
             embedded.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_job(args: argparse.Namespace, config, out_dir: Path, job: Callable[[StoreSettings, str | None], int]) -> int:
+    """The frame of a live job: kernels warm, services up, then Ray; ``job(services, dashboard_url)`` runs
+    inside, and everything comes down in reverse order (Ray before the servers its actors use)."""
+    from actors.runtime import start_ray, stop_ray
+    from app.warmup import warm_if_cold
+
+    warm_if_cold(config, log=_say)
+    with job_services(args, out_dir) as services:
+        url = start_ray(dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port)
+        try:
+            stop_on_sigterm()
+            _say(f"Ray dashboard: {url or 'disabled'}")
+            return job(services, url)
+        finally:
+            stop_ray()
+
+
+@dataclass
+class JobOutputs:
+    """Where a live job's results go: the store actor, the served API and feed, checkpoints, the pipeline."""
+
+    store: object | None
+    feed: object | None
+    checkpoints: object | None
+    pipe: object
+
+    def close(self, services: StoreSettings) -> None:
+        close_services(services, self.checkpoints, self.pipe, self.store, self.feed)
+
+
+def start_outputs(args: argparse.Namespace, config, services: StoreSettings, out_dir: Path) -> JobOutputs:
+    """The store actor, the HTTP API and feed (their URLs printed), checkpoints, and the pipeline feeding them."""
+    from actors.pipeline import RayPipeline
+
+    store = services.start_actor(config.actor_cpus)
+    lines, feed = start_serving(services, args.host, args.http_port, out_dir, args.ws_port)
+    for line in lines:
+        _say(line)
+    pipe = RayPipeline(config, out_path=str(out_dir / "signals.jsonl"), keep=False, store=store)
+    return JobOutputs(store, feed, services.checkpoint_store(), pipe)
 
 
 def close_services(services: StoreSettings, checkpoints, pipe, store, feed) -> None:

@@ -21,7 +21,6 @@ import aiohttp
 import orjson
 
 from connectors.http import Answer, HttpClient, snippet
-from connectors.retry import parse_retry_after  # noqa: F401 - part of this module's interface
 from schemas.errors import ConfigError, CryptoIntelError
 
 log = logging.getLogger(__name__)

@@ -53,6 +53,7 @@ class RefDataPoller:
         self.dex_pairs = {chain: list(addrs) for chain, addrs in (dex_pairs or {}).items()}
         self.interval_s = interval_s
         self.max_backoff_s = max(max_backoff_s, interval_s)
+        self._backoff = Backoff(interval_s, self.max_backoff_s)  # after failed rounds: interval doubling
         self.on_records = on_records
         self.stop_grace_s = stop_grace_s
         self._prices: dict[str, ReferencePrice] = {}
@@ -178,7 +179,7 @@ class RefDataPoller:
             self.consecutive_errors = 0
             return self.interval_s
         self.consecutive_errors += 1
-        wait = Backoff(self.interval_s, self.max_backoff_s).base(min(self.consecutive_errors, 30) + 1)
+        wait = self._backoff.base(min(self.consecutive_errors, 30) + 1)
         # a source that named its own wait gets at least that
         hinted = [e.retry_after_s for e in errors if isinstance(e, RateLimited) and e.retry_after_s]
         return max([wait, *hinted])

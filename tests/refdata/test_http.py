@@ -17,8 +17,8 @@ from connectors.refdata.http import (
     RefDataClient,
     RefDataUnavailable,
     RequestRejected,
-    parse_retry_after,
 )
+from connectors.retry import parse_retry_after
 from schemas.errors import ConfigError
 from tests.refdata.fake_api import FakeApi, ok, status
 
