@@ -11,7 +11,7 @@ import ray
 from engine.sinks.jsonl import JsonlSink
 from engine.sinks.latest import LatestStateStore
 from engine.venues.quality import DataQuality
-from schemas.batches import FeatureBatch
+from schemas.batches import EventBatch, FeatureBatch
 from schemas.records import Signal
 
 
@@ -69,8 +69,8 @@ class Sink:
                 self.latest.update_candles(features.candles)
                 self.latest.update_indicators(features)
             self.latest.add_structure_events(features.events)
-            if self.keep:
-                self.events.extend(features.events)
+            if self.keep and len(features.events):
+                self.events.append(features.events)
         self.n_signals += len(signals)
         self.recent.extend(signals)
         self.latest.add_signals(signals)
@@ -79,7 +79,7 @@ class Sink:
         if self.file is not None and signals:
             self.file.write(signals)
             self.file.flush()
-        if self.store is not None and (signals or (features is not None and (len(features) or features.events))):
+        if self.store is not None and (signals or (features is not None and (len(features) or len(features.events)))):
             self._forward(signals, features)
 
     def _forward(self, signals: list[Signal], features: FeatureBatch | None) -> None:
@@ -103,7 +103,7 @@ class Sink:
         return self.ended >= self.n_upstream
 
     def result(self) -> dict:
-        return {"signals": self.signals, "events": self.events, "candles": self.candles}
+        return {"signals": self.signals, "events": EventBatch.concat(self.events), "candles": self.candles}
 
     def status(self) -> dict:
         p50 = p99 = float("nan")

@@ -5,7 +5,7 @@ The same operators run inside Ray shard actors (actors/), so live and replay sha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from engine.candles import CandleAggregator
@@ -18,7 +18,7 @@ from engine.structure.gaps import FVGOperator
 from engine.structure.liquidity import LiquidityOperator
 from engine.structure.order_blocks import OrderBlockOperator
 from engine.structure.swings import SwingOperator
-from schemas.batches import CandleBatch, FeatureBatch
+from schemas.batches import CandleBatch, EventBatch, FeatureBatch
 from schemas.records import Signal, StructureEvent
 
 
@@ -88,19 +88,44 @@ class Chain:
             op.restore(s)
 
 
-@dataclass
 class RunResult:
-    """Everything a finished run produced, in canonical order, plus counters."""
+    """Everything a finished run produced, in canonical order, plus counters.
 
-    signals: list[Signal] = field(default_factory=list)
-    events: list[StructureEvent] = field(default_factory=list)
-    candles: int = 0
-    trades: int = 0
-    stats: dict = field(default_factory=dict)
+    Events stay columns (``event_batch``) until someone reads ``events``, the records.
+    """
+
+    def __init__(self, signals: list[Signal] | None = None, events: EventBatch | list | None = None,
+                 candles: int = 0, trades: int = 0, stats: dict | None = None) -> None:
+        self.signals: list[Signal] = list(signals or [])
+        self._event_parts: list[EventBatch] = [EventBatch.from_records(events or [])]
+        self._events: list[StructureEvent] | None = None
+        self.candles, self.trades = candles, trades
+        self.stats = dict(stats or {})
+
+    def add_events(self, events: EventBatch) -> None:
+        if len(events):
+            self._event_parts.append(events)
+            self._events = None
+
+    @property
+    def event_batch(self) -> EventBatch:
+        """Every event as columns, in canonical order."""
+        if len(self._event_parts) != 1:
+            self._event_parts = [EventBatch.concat(self._event_parts)]
+        return self._event_parts[0]
+
+    @property
+    def events(self) -> list[StructureEvent]:
+        """Every event as a record, in canonical order."""
+        if self._events is None:
+            self._events = self.event_batch.to_records()
+        return self._events
 
     def finish(self) -> "RunResult":
         self.signals.sort(key=signal_order)
-        self.events.sort(key=lambda e: (e.confirmed_ts, e.market, e.kind, e.timeframe, e.id))
+        batch = self.event_batch
+        self._event_parts = [batch.take(batch.order())]
+        self._events = None
         return self
 
 
@@ -109,7 +134,7 @@ def collect(result: RunResult, emitted: Emitted) -> None:
     if emitted.value:
         result.signals.extend(emitted.value)
     if emitted.features is not None:
-        result.events.extend(emitted.features.events)
+        result.add_events(emitted.features.events)
         result.candles += len(emitted.features)
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from schemas.records import Candle, Side, TradeTick
-from schemas.timeframes import format_timeframe
+from schemas.records import Candle, Side, StructureEvent, TradeTick
+from schemas.timeframes import format_timeframe, parse_timeframe
 
 SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN = 1, -1, 0
 _SIDE_NAMES = {SIDE_BUY: Side.BUY.value, SIDE_SELL: Side.SELL.value, SIDE_UNKNOWN: Side.UNKNOWN.value}
@@ -178,7 +178,11 @@ class FeatureBatch:
     candles: CandleBatch
     names: list[str]
     values: np.ndarray  # float64, shape (rows, len(names)); NaN during warm-up and on gap bars
-    events: list = field(default_factory=list)  # StructureEvent records confirmed at these bars
+    events: "EventBatch" = None  # structure events confirmed at these bars (a list of records is converted)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.events, EventBatch):
+            self.events = EventBatch.from_records(self.events or [])
 
     def __len__(self) -> int:
         return len(self.candles)
@@ -189,7 +193,7 @@ class FeatureBatch:
 
 def concat_features(batches: list[FeatureBatch]) -> FeatureBatch:
     """Concatenate feature batches that carry the same columns."""
-    kept = [b for b in batches if len(b) or b.events]
+    kept = [b for b in batches if len(b) or len(b.events)]
     if len(kept) <= 1:
         return kept[0] if kept else batches[0]
     batches = kept
@@ -198,10 +202,176 @@ def concat_features(batches: list[FeatureBatch]) -> FeatureBatch:
         if b.names != names:
             raise ValueError(f"cannot concatenate feature batches with columns {b.names} and {names}")
     return FeatureBatch(CandleBatch.concat([b.candles for b in batches]), list(names),
-                        np.vstack([b.values for b in batches]), [e for b in batches for e in b.events])
+                        np.vstack([b.values for b in batches]), EventBatch.concat([b.events for b in batches]))
 
 
 def take_features(batch: FeatureBatch, idx: np.ndarray, markets: set[str]) -> FeatureBatch:
     """Rows at ``idx`` and the events of ``markets``."""
-    return FeatureBatch(batch.candles.take(idx), batch.names, batch.values[idx],
-                        [e for e in batch.events if e.market in markets])
+    return FeatureBatch(batch.candles.take(idx), batch.names, batch.values[idx], batch.events.of_markets(markets))
+
+
+# Every structure event kind, with the names of its meta values in the order its records list them. A kind's
+# code is its index here: kernels emit codes, and records are built from names only at the edges.
+def _kinds() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    swings = [(k, ("left", "right")) for k in ("swing_high", "swing_low")]
+    breaks = [(k, ("close",)) for k in ("bos_bull", "choch_bull", "bos_bear", "choch_bear")]
+    gaps = [(f"fvg_{d}_{s}", ("top", "bottom", "joined")) for d in ("bull", "bear")
+            for s in ("touched", "mitigated", "invalidated", "merged", "evicted", "created")]
+    blocks = [(f"ob_{d}_{s}", ("top", "bottom", "volume", "balance", "level", "choch", "break_ts"))
+              for d in ("bull", "bear")
+              for s in ("breaker_invalidated", "touched", "mitigated", "breaker_created", "evicted", "created")]
+    pools = [(f"liquidity_{d}_{s}", ("members", "anchor", "tolerance", "top", "bottom")) for d in ("high", "low")
+             for s in ("created", "grown", "swept", "evicted")]
+    return tuple(swings + breaks + gaps + blocks + pools)
+
+
+EVENT_KINDS = _kinds()
+KIND_NAMES = [name for name, _ in EVENT_KINDS]
+KIND_CODE = {name: code for code, name in enumerate(KIND_NAMES)}
+META_WIDTH = max(len(meta) for _, meta in EVENT_KINDS)
+_KIND_TEXT_RANK = np.argsort(np.argsort(np.array(KIND_NAMES)))  # each code's rank among the names as text
+
+
+@dataclass(eq=False)
+class EventBatch:
+    """Structure events as columns: kind codes (``EVENT_KINDS``), times, price, meta values and ids.
+
+    Behaves as a sequence of StructureEvent records (``len``, iteration, indexing), built on demand, so code
+    that reads records keeps working while the pipeline moves columns.
+    """
+
+    markets: list[str]
+    market: np.ndarray  # int32 index into markets
+    tf: np.ndarray  # int64 timeframe length in ns
+    kind: np.ndarray  # int16 code into EVENT_KINDS
+    ts: np.ndarray  # int64, open time of the bar the event refers to
+    confirmed_ts: np.ndarray  # int64, close time of the bar that confirmed it
+    price: np.ndarray  # float64
+    meta: np.ndarray  # float64 (rows, META_WIDTH): the kind's meta values in order, NaN after them
+    id: np.ndarray  # 'S16' ids (any string dtype for events read back from records)
+    _records: list | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def __bool__(self) -> bool:
+        return len(self.ts) > 0
+
+    def __iter__(self):
+        return iter(self.to_records())
+
+    def __getitem__(self, i):
+        return self.to_records()[i]
+
+    def __eq__(self, other) -> bool:
+        """Equal to another batch or a list holding the same records in the same order."""
+        if isinstance(other, (EventBatch, list, tuple)):
+            return self.to_records() == list(other)
+        return NotImplemented
+
+    @classmethod
+    def empty(cls, markets: list[str] | None = None) -> "EventBatch":
+        i64 = np.empty(0, np.int64)
+        return cls([] if markets is None else markets, np.empty(0, np.int32), i64, np.empty(0, np.int16), i64,
+                   i64, np.empty(0), np.empty((0, META_WIDTH)), np.empty(0, "S16"))
+
+    def take(self, idx) -> "EventBatch":
+        return EventBatch(self.markets, self.market[idx], self.tf[idx], self.kind[idx], self.ts[idx],
+                          self.confirmed_ts[idx], self.price[idx], self.meta[idx], self.id[idx])
+
+    @classmethod
+    def concat(cls, batches: list["EventBatch"]) -> "EventBatch":
+        batches = [b for b in batches if len(b)]
+        if not batches:
+            return cls.empty()
+        if len(batches) == 1:
+            return batches[0]
+        first = batches[0].markets
+        if all(b.markets is first or b.markets == first for b in batches):
+            markets, idx = first, [b.market for b in batches]
+        else:
+            markets, idx = _concat_markets(batches)
+        ids = [b.id for b in batches]
+        if len({i.dtype for i in ids}) > 1:
+            ids = [i.astype(str) for i in ids]
+        return cls(markets, np.concatenate(idx).astype(np.int32, copy=False),
+                   *(np.concatenate([getattr(b, c) for b in batches])
+                     for c in ("tf", "kind", "ts", "confirmed_ts", "price", "meta")), np.concatenate(ids))
+
+    def of_kinds(self, codes) -> "EventBatch":
+        """The events whose kind code is in ``codes``."""
+        return self.take(np.isin(self.kind, np.asarray(list(codes), np.int16)))
+
+    def of_markets(self, names: set[str]) -> "EventBatch":
+        """The events of the markets named in ``names``."""
+        keep = np.array([m in names for m in self.markets], bool)
+        return self.take(keep[self.market] if len(self.markets) else np.zeros(len(self), bool))
+
+    def order(self) -> np.ndarray:
+        """Permutation into the canonical order of an event stream: confirmed time, market, kind, timeframe, id
+        (market, kind and timeframe compared as text)."""
+        m_rank = np.argsort(np.argsort(np.array(self.markets, dtype=object)))[self.market] if len(self.markets) \
+            else self.market
+        tfs, tf_idx = np.unique(self.tf, return_inverse=True)
+        labels = [format_timeframe(int(t)) for t in tfs]
+        tf_rank = np.argsort(np.argsort(np.array(labels, dtype=object)))[tf_idx.reshape(-1)] if len(tfs) else tf_idx
+        return np.lexsort((self.id, tf_rank, _KIND_TEXT_RANK[self.kind], m_rank, self.confirmed_ts))
+
+    def ids(self) -> list[str]:
+        return self.id.astype(str).tolist() if self.id.dtype.kind == "S" else [str(i) for i in self.id.tolist()]
+
+    def to_records(self) -> list:
+        """StructureEvent records, made once and kept (the batch is not changed after it is built)."""
+        if self._records is None:
+            labels = {t: format_timeframe(t) for t in np.unique(self.tf).tolist()}
+            metas = [name_meta for _, name_meta in EVENT_KINDS]
+            out = []
+            for i, m, tf, k, ts, cts, p, meta in zip(self.ids(), self.market.tolist(), self.tf.tolist(),
+                                                     self.kind.tolist(), self.ts.tolist(),
+                                                     self.confirmed_ts.tolist(), self.price.tolist(),
+                                                     self.meta.tolist()):
+                names = metas[k]
+                out.append(_event_record(i, self.markets[m], labels[tf], KIND_NAMES[k], ts, cts, p,
+                                         dict(zip(names, meta[:len(names)]))))
+            self._records = out
+        return self._records
+
+    @classmethod
+    def from_records(cls, events: list) -> "EventBatch":
+        """Columns of StructureEvent records (whose kinds must be known kinds)."""
+        if isinstance(events, EventBatch):
+            return events
+        if not events:
+            return cls.empty()
+        markets: dict[str, int] = {}
+        meta = np.full((len(events), META_WIDTH), np.nan)
+        kind = np.empty(len(events), np.int16)
+        for r, e in enumerate(events):
+            code = KIND_CODE.get(e.kind)
+            if code is None:
+                raise ValueError(f"unknown structure event kind {e.kind!r}; known: {', '.join(KIND_NAMES)}")
+            kind[r] = code
+            markets.setdefault(e.market, len(markets))
+            for j, name in enumerate(EVENT_KINDS[code][1]):
+                meta[r, j] = e.meta.get(name, np.nan)
+        return cls(list(markets), np.array([markets[e.market] for e in events], np.int32),
+                   np.array([parse_timeframe(e.timeframe) for e in events], np.int64), kind,
+                   np.array([e.ts for e in events], np.int64), np.array([e.confirmed_ts for e in events], np.int64),
+                   np.array([e.price for e in events], np.float64), meta, np.array([e.id for e in events]))
+
+
+_FIELDS = frozenset({"id", "market", "timeframe", "kind", "ts", "confirmed_ts", "price", "meta"})
+
+
+def _event_record(id: str, market: str, timeframe: str, kind: str, ts: int, confirmed_ts: int, price: float,
+                  meta: dict) -> StructureEvent:
+    """A StructureEvent from values of the right types, without re-validating them: it equals, dumps and
+    pickles exactly as ``StructureEvent(...)`` of the same values would."""
+    from schemas.records import StructureEvent
+    ev = object.__new__(StructureEvent)
+    object.__setattr__(ev, "__dict__", {"id": id, "market": market, "timeframe": timeframe, "kind": kind, "ts": ts,
+                                        "confirmed_ts": confirmed_ts, "price": price, "meta": meta})
+    object.__setattr__(ev, "__pydantic_fields_set__", set(_FIELDS))
+    object.__setattr__(ev, "__pydantic_extra__", None)
+    object.__setattr__(ev, "__pydantic_private__", None)
+    return ev

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from schemas.batches import CandleBatch, FeatureBatch
+from schemas.batches import CandleBatch, EventBatch, FeatureBatch
 from schemas.records import (
     Candle,
     IndicatorSnapshot,
@@ -31,6 +31,7 @@ class LatestStateStore:
         self._indicators: dict[tuple[str, str], dict] = {}
         self._signals: deque[dict] = deque(maxlen=max_events)
         self._structure: deque[dict] = deque(maxlen=max_events)
+        self._pending: list[EventBatch] = []  # events not yet in _structure, newest last
         self._counters: dict[str, int] = {}
 
     # ---- writers --------------------------------------------------------------------------
@@ -69,8 +70,28 @@ class LatestStateStore:
             self._signals.extend(s.model_dump(mode="json") for s in signals)
 
     def add_structure_events(self, events: Iterable[StructureEvent]) -> None:
+        """Keep the last ``max_events``; columns are turned into dicts only when someone reads them."""
+        if not isinstance(events, EventBatch):
+            events = EventBatch.from_records(list(events))
+        if not len(events):
+            return
         with self._lock:
-            self._structure.extend(e.model_dump(mode="json") for e in events)
+            self._pending.append(events)
+            kept, total = [], 0
+            for batch in reversed(self._pending):  # drop batches wholly older than the last max_events
+                kept.append(batch)
+                total += len(batch)
+                if total >= self._structure.maxlen:
+                    break
+            self._pending = kept[::-1]
+
+    def _materialise(self) -> None:
+        """Move pending event columns into the deque of dicts (under the lock)."""
+        if self._pending:
+            batch = EventBatch.concat(self._pending)
+            batch = batch.take(slice(max(0, len(batch) - self._structure.maxlen), None))
+            self._structure.extend(e.model_dump(mode="json") for e in batch.to_records())
+            self._pending = []
 
     def incr(self, counter: str, n: int = 1) -> None:
         with self._lock:
@@ -101,6 +122,8 @@ class LatestStateStore:
 
     def structure_events(self, limit: int | None = None, market: str | None = None) -> list[dict]:
         """Most recent first."""
+        with self._lock:
+            self._materialise()
         return self._recent(self._structure, limit, market)
 
     def counters(self) -> dict[str, int]:

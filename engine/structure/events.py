@@ -1,5 +1,6 @@
-"""StructureEvents as the structure operators emit them: built without re-validation, labelled by cached
-timeframe text, and put in one order whatever the order of the batch's rows.
+"""Structure events as the structure operators emit them: columns (``schemas.batches.EventBatch``) with ids
+computed in compiled code, labelled by cached timeframe text, and put in one order whatever the order of the
+batch's rows.
 
 Events sort by (confirmed_ts, market, timeframe, then operator-specific integer keys), comparing market and
 timeframe as text. The sort is stable, so events with equal keys keep the order they were found in.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from schemas.batches import EventBatch
 from schemas.records import StructureEvent
 from schemas.timeframes import format_timeframe
 
@@ -68,3 +70,23 @@ def event_order(markets: list[str], market: np.ndarray, tf: np.ndarray, confirme
     m_rank = _text_rank(market, markets.__getitem__)
     tf_rank = _text_rank(tf, timeframe_label)
     return np.lexsort((*minor[::-1], tf_rank, m_rank, confirmed))
+
+
+def timeframe_codes(tf: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Per element, the index of its timeframe's label in the returned list of labels (for ``stable_ids``)."""
+    if len(tf) and (tf == tf[0]).all():
+        return np.zeros(len(tf), np.int64), [timeframe_label(int(tf[0]))]
+    uniq, inverse = np.unique(tf, return_inverse=True)
+    return inverse.reshape(-1), [timeframe_label(t) for t in uniq.tolist()]
+
+
+def event_columns(markets: list[str], market: np.ndarray, tf: np.ndarray, kind: np.ndarray, ts: np.ndarray,
+                  confirmed: np.ndarray, price: np.ndarray, meta: np.ndarray, ids: np.ndarray) -> EventBatch:
+    """An EventBatch from a kernel's event fields; ``meta`` holds the kind's meta values in order (rows, k <= 7)."""
+    from schemas.batches import META_WIDTH
+    n = len(ts)
+    full = np.full((n, META_WIDTH), np.nan)
+    full[:, :meta.shape[1]] = meta
+    return EventBatch(markets, market.astype(np.int32), tf.astype(np.int64, copy=False), kind.astype(np.int16),
+                      ts.astype(np.int64, copy=False), confirmed.astype(np.int64, copy=False),
+                      price.astype(np.float64, copy=False), full, ids)

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ids import stable_id_text
+from engine.ids import stable_ids
 from engine.keyed import KeyedArrayOperator, SlotMap
-from engine.structure.events import event_order, timeframe_label, trusted_event
-from schemas.batches import FeatureBatch
+from engine.structure.events import event_columns, event_order, timeframe_codes
+from schemas.batches import KIND_CODE, EventBatch, FeatureBatch
 from schemas.errors import ConfigError
 
 FVG_COLUMNS = ["fvg_bull_top", "fvg_bull_bottom", "fvg_bear_top", "fvg_bear_bottom"]
@@ -46,18 +46,20 @@ _EMPTY = 0  # gap states: 0 empty, 1 open, 2 touched (engine.structure.gap_kerne
 _KINDS = tuple(f"fvg_{d}" for d in DIRECTIONS)
 _STEPS = ("touched", "mitigated", "invalidated", "merged", "evicted", "created")  # by the kernel's codes
 _STEP_RANK = np.array([_STEP_ORDER[step] for step in _STEPS])
-_EVENT_KINDS = tuple(tuple(f"{kind}_{step}" for step in _STEPS) for kind in _KINDS)
+_FIRST_CODE = KIND_CODE["fvg_bull_touched"]  # kind codes run direction-major, then by step as in _STEPS
 
 
-def _events(markets: list[str], ints: list, floats: list) -> list:
-    """StructureEvents from the kernel's event fields (already in order)."""
-    out = []
-    for m, tf_ns, confirmed, d, step, ts, joined, price, top, bot in zip(*ints, *floats):
-        market, tf, name = markets[m], timeframe_label(tf_ns), _STEPS[step]
-        gap_id = stable_id_text(f"{market}|{tf}|{_KINDS[d]}|{ts}")  # stable_id(market, tf, kind, ts)
-        out.append(trusted_event(stable_id_text(f"{gap_id}|{name}"), market, tf, _EVENT_KINDS[d][step], ts,
-                                 confirmed, price, {"top": top, "bottom": bot, "joined": float(joined)}))
-    return out
+def _events(markets: list[str], ints: np.ndarray, floats: np.ndarray) -> EventBatch:
+    """Events from the kernel's event fields (already in order).
+
+    gap_id = stable_id(market, tf, kind, ts); id = stable_id(gap_id, step).
+    """
+    m, tf, confirmed, d, step, ts, joined = ints
+    tf_code, labels = timeframe_codes(tf)
+    gap_ids = stable_ids((m, markets), (tf_code, labels), (d, _KINDS), ts)
+    ids = stable_ids(gap_ids, (step, _STEPS))
+    meta = np.column_stack([floats[1], floats[2], joined.astype(np.float64)])
+    return event_columns(markets, m, tf, _FIRST_CODE + d * len(_STEPS) + step, ts, confirmed, floats[0], meta, ids)
 
 
 class FVGOperator(KeyedArrayOperator):
@@ -102,7 +104,7 @@ class FVGOperator(KeyedArrayOperator):
         c = batch.candles
         n_in = batch.values.shape[1]
         out = np.empty((len(c), n_in + len(FVG_COLUMNS)))
-        events: list = []
+        events = EventBatch.empty()
         if len(c):
             join, body = self.join_consecutive, self.require_body
 
@@ -117,10 +119,10 @@ class FVGOperator(KeyedArrayOperator):
                                                          _STEP_RANK[ints[4]], ints[5], ints[3])
                 if order is not None:
                     ints, floats = ints[:, order], floats[:, order]
-                events = _events(c.markets, ints.tolist(), floats.tolist())
+                events = _events(c.markets, ints, floats)
         else:
             out[:, :n_in] = batch.values
-        return FeatureBatch(c, batch.names + FVG_COLUMNS, out, batch.events + events)
+        return FeatureBatch(c, batch.names + FVG_COLUMNS, out, EventBatch.concat([batch.events, events]))
 
     def settings(self) -> dict:
         return {"join_consecutive": self.join_consecutive, "max_open": self.max_open,

@@ -35,7 +35,7 @@ from engine.structure.ranges import (
     period_spec,
     session_columns,
 )
-from schemas.batches import FeatureBatch
+from schemas.batches import EventBatch, FeatureBatch
 from schemas.errors import ConfigError
 from schemas.records import StructureEvent
 from schemas.timeframes import format_timeframe
@@ -197,7 +197,8 @@ class LiquidityOperator(KeyedArrayOperator):
                                                   c.close)
             events.sort(key=lambda pair: pair[0])
         names = batch.names + self.columns
-        return FeatureBatch(c, names, np.hstack([batch.values, extra]), batch.events + [e for _, e in events])
+        new = EventBatch.from_records([e for _, e in events])
+        return FeatureBatch(c, names, np.hstack([batch.values, extra]), EventBatch.concat([batch.events, new]))
 
     def settings(self) -> dict:
         return {"tolerance_pct": self.tolerance_pct, "tolerance_atr": self.tolerance_atr,

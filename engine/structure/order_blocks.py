@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ids import stable_id_text
+from engine.ids import stable_ids
 from engine.keyed import KeyedArrayOperator, SlotMap
-from engine.structure.events import TF_NS, event_order, timeframe_label, trusted_event
-from schemas.batches import FeatureBatch
+from engine.structure.events import event_columns, event_order, timeframe_codes
+from schemas.batches import KIND_CODE, EventBatch, FeatureBatch
 from schemas.errors import ConfigError
 
 OB_COLUMNS = ["ob_bull_top", "ob_bull_bottom", "ob_bear_top", "ob_bear_bottom"]
@@ -48,27 +48,27 @@ DIRECTIONS = ("bull", "bear")
 MITIGATE_MODES = ("wick", "close")
 # SwingOperator's events this operator reads, by the kernels' kind codes (engine.structure.swing_kernel)
 _MARK_CODES = {"swing_high": 0, "swing_low": 1, "bos_bull": 2, "choch_bull": 3, "bos_bear": 4, "choch_bear": 5}
+assert all(KIND_CODE[k] == code for k, code in _MARK_CODES.items())  # the kernels' codes are the batch's codes
 _NO_MARKS, _NO_PRICES = np.empty((0, 5), np.int64), np.empty(0, np.float64)
 # steps by the kernel's codes, which are also their order within one bar of one key (touched before mitigated)
 _STEPS = ("breaker_invalidated", "touched", "mitigated", "breaker_created", "evicted", "created")
 _EMPTY = 0  # block states: 0 empty, 1 live, 2 touched, 3 breaker (engine.structure.block_kernel)
 _KINDS = tuple(f"ob_{d}" for d in DIRECTIONS)
-_EVENT_KINDS = tuple(tuple(f"{kind}_{step}" for step in _STEPS) for kind in _KINDS)
+_FIRST_CODE = KIND_CODE["ob_bull_breaker_invalidated"]  # kind codes run direction-major, then by step
 
 
-def _events(markets: list[str], ints: list, floats: list) -> list:
-    """StructureEvents from the kernel's event fields (already in order)."""
-    out = []
-    for m, tf_ns, confirmed, d, step, ts, price, top, bot, volume, balance, level, choch, break_ts in zip(
-            *ints, *floats):
-        market, tf = markets[m], timeframe_label(tf_ns)
-        # block_id = stable_id(market, tf, kind, ts, break_ts); id = stable_id(block_id, step)
-        block_id = stable_id_text(f"{market}|{tf}|{_KINDS[d]}|{ts}|{int(break_ts)}")
-        out.append(trusted_event(stable_id_text(f"{block_id}|{_STEPS[step]}"), market, tf, _EVENT_KINDS[d][step],
-                                 ts, confirmed, price, {"top": top, "bottom": bot, "volume": volume,
-                                                        "balance": balance, "level": level, "choch": choch,
-                                                        "break_ts": break_ts}))
-    return out
+def _events(markets: list[str], ints: np.ndarray, floats: np.ndarray) -> EventBatch:
+    """Events from the kernel's event fields (already in order).
+
+    block_id = stable_id(market, tf, kind, ts, break_ts); id = stable_id(block_id, step).
+    """
+    m, tf, confirmed, d, step, ts = ints
+    tf_code, labels = timeframe_codes(tf)
+    block_ids = stable_ids((m, markets), (tf_code, labels), (d, _KINDS), ts, floats[7].astype(np.int64))
+    ids = stable_ids(block_ids, (step, _STEPS))
+    # meta: top, bottom, volume, balance, level, choch, break_ts
+    return event_columns(markets, m, tf, _FIRST_CODE + d * len(_STEPS) + step, ts, confirmed, floats[0],
+                         floats[1:8].T, ids)
 
 
 class OrderBlockOperator(KeyedArrayOperator):
@@ -87,7 +87,6 @@ class OrderBlockOperator(KeyedArrayOperator):
         self.keys = SlotMap()
         self.capacity = 0
         self.s: dict[str, np.ndarray] = {}
-        self._index: tuple | None = None  # (markets, position of each), see ``_market_index``
         self._grow(8)
 
     def _grow(self, capacity: int) -> None:
@@ -112,7 +111,7 @@ class OrderBlockOperator(KeyedArrayOperator):
         c = batch.candles
         n_in = batch.values.shape[1]
         out = np.empty((len(c), n_in + len(OB_COLUMNS)))
-        events: list = []
+        events = EventBatch.empty()
         if len(c):
             marks, prices = self._marks(batch)
             by_wick = self.mitigate_by == "wick"
@@ -128,10 +127,10 @@ class OrderBlockOperator(KeyedArrayOperator):
                                                          ints[3])
                 if order is not None:
                     ints, floats = ints[:, order], floats[:, order]
-                events = _events(c.markets, ints.tolist(), floats.tolist())
+                events = _events(c.markets, ints, floats)
         else:
             out[:, :n_in] = batch.values
-        return FeatureBatch(c, batch.names + OB_COLUMNS, out, batch.events + events)
+        return FeatureBatch(c, batch.names + OB_COLUMNS, out, EventBatch.concat([batch.events, events]))
 
     def _marks(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
         """SwingOperator's swing and break events of this batch for the kernel: rows of (market index, tf,
@@ -139,25 +138,16 @@ class OrderBlockOperator(KeyedArrayOperator):
 
         Events, not the ``bos``/``choch`` columns, because a bar breaking both ways as two CHoCHs nets to 0 there.
         """
-        wanted = [e for e in batch.events if e.kind in _MARK_CODES]
-        if not wanted:
-            return _NO_MARKS, _NO_PRICES
         c = batch.candles
-        index, tf_ns = self._market_index(c.markets), TF_NS
-        if any(e.timeframe not in tf_ns for e in wanted):  # labels made elsewhere: learn the batch's own
-            for t in np.unique(c.tf).tolist():
-                timeframe_label(t)
-        flat: list = []
-        for e in wanted:
-            flat += (index.get(e.market, -1), tf_ns.get(e.timeframe, -1), e.confirmed_ts, _MARK_CODES[e.kind], e.ts)
-        return np.array(flat, np.int64).reshape(-1, 5), np.array([e.price for e in wanted], np.float64)
-
-    def _market_index(self, markets: list[str]) -> dict:
-        """Position of each market in the batch's dictionary, kept while batches share one dictionary."""
-        cached = self._index
-        if cached is None or cached[0] != markets:
-            cached = self._index = (list(markets), {m: i for i, m in enumerate(markets)})
-        return cached[1]
+        wanted = batch.events.of_kinds(_MARK_CODES.values())
+        if not len(wanted):
+            return _NO_MARKS, _NO_PRICES
+        market = wanted.market.astype(np.int64)
+        if wanted.markets is not c.markets and wanted.markets != c.markets:  # events of another dictionary
+            index = {m: i for i, m in enumerate(c.markets)}
+            market = np.array([index.get(m, -1) for m in wanted.markets], np.int64)[market]
+        marks = np.column_stack([market, wanted.tf, wanted.confirmed_ts, wanted.kind.astype(np.int64), wanted.ts])
+        return marks, wanted.price
 
     def settings(self) -> dict:
         return {"lookback": self.lookback, "max_blocks": self.max_blocks, "mitigate_by": self.mitigate_by}

@@ -16,22 +16,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ids import stable_id_text
+from engine.ids import stable_ids
 from engine.keyed import KeyedArrayOperator, SlotMap
-from engine.structure.events import event_order, timeframe_label, trusted_event
-from schemas.batches import FeatureBatch
-from schemas.records import StructureEvent
+from engine.structure.events import event_columns, event_order, timeframe_codes
+from schemas.batches import KIND_CODE, EventBatch, FeatureBatch
 
 STRUCTURE_COLUMNS = ["swing_high", "swing_low", "last_swing_high", "last_swing_low", "trend", "bos", "choch"]
 BREAK_MODES = ("close", "wick")
 # event kinds by the kernel's codes (engine.structure.swing_kernel), and each one's rank in text order
 _KINDS = ("swing_high", "swing_low", "bos_bull", "choch_bull", "bos_bear", "choch_bear")
 _KIND_RANK = np.array([sorted(_KINDS).index(kind) for kind in _KINDS])
-
-
-def _event(market: str, tf: str, kind: str, ts: int, confirmed: int, price: float, meta: dict) -> StructureEvent:
-    # id = stable_id(market, tf, kind, ts)
-    return trusted_event(stable_id_text(f"{market}|{tf}|{kind}|{ts}"), market, tf, kind, ts, confirmed, price, meta)
+_CODES = np.array([KIND_CODE[k] for k in _KINDS], np.int16)
 
 
 class SwingOperator(KeyedArrayOperator):
@@ -69,7 +64,7 @@ class SwingOperator(KeyedArrayOperator):
         c = batch.candles
         n_in = batch.values.shape[1]
         out = np.empty((len(c), n_in + len(STRUCTURE_COLUMNS)))
-        events: list = []
+        events = EventBatch.empty()
         if len(c):
             left, by_close = self.left, self.break_by == "close"
 
@@ -83,20 +78,20 @@ class SwingOperator(KeyedArrayOperator):
                                                          _KIND_RANK[ints[0]], ints[1])
                 if order is not None:
                     ints, floats = ints[:, order], floats[:, order]
-                events = self._events(c.markets, ints.tolist(), floats.tolist())
+                events = self._events(c.markets, ints, floats)
         else:
             out[:, :n_in] = batch.values
-        return FeatureBatch(c, batch.names + STRUCTURE_COLUMNS, out, batch.events + events)
+        return FeatureBatch(c, batch.names + STRUCTURE_COLUMNS, out, EventBatch.concat([batch.events, events]))
 
-    def _events(self, markets: list[str], ints: list, floats: list) -> list:
-        """StructureEvents from the kernel's event fields (already in order)."""
-        swing_meta = {"left": float(self.left), "right": float(self.right)}
-        out = []
-        for kind, ts, m, tf_ns, confirmed, price, bar_close in zip(*ints, *floats):
-            market, tf, name = markets[m], timeframe_label(tf_ns), _KINDS[kind]
-            out.append(_event(market, tf, name, ts, confirmed, price,
-                              dict(swing_meta) if kind <= 1 else {"close": bar_close}))
-        return out
+    def _events(self, markets: list[str], ints: np.ndarray, floats: np.ndarray) -> EventBatch:
+        """Events from the kernel's event fields (already in order); id = stable_id(market, tf, kind, ts)."""
+        kind, ts, market, tf, confirmed = ints
+        tf_code, labels = timeframe_codes(tf)
+        ids = stable_ids((market, markets), (tf_code, labels), (kind, _KINDS), ts)
+        swing = kind <= 1
+        meta = np.where(swing[:, None], np.array([[self.left, self.right]], np.float64),
+                        np.column_stack([floats[1], np.full(len(ts), np.nan)]))
+        return event_columns(markets, market, tf, _CODES[kind], ts, confirmed, floats[0], meta, ids)
 
     def settings(self) -> dict:
         return {"left": self.left, "right": self.right, "break_by": self.break_by}
