@@ -11,7 +11,7 @@ import ray
 from engine.sinks.jsonl import JsonlSink
 from engine.sinks.latest import LatestStateStore
 from engine.venues.quality import DataQuality
-from schemas.batches import EventBatch, FeatureBatch
+from schemas.batches import EventBatch, FeatureBatch, SignalBatch
 from schemas.records import Signal
 
 
@@ -29,7 +29,6 @@ class Sink:
         self.keep = keep
         self.signals: list[Signal] = []
         self.events: list = []
-        self.recent: deque = deque(maxlen=1000)
         self.candles = 0
         self.n_signals = 0
         self.latency_ms: deque = deque(maxlen=latency_samples)
@@ -72,10 +71,9 @@ class Sink:
             if self.keep and len(features.events):
                 self.events.append(features.events)
         self.n_signals += len(signals)
-        self.recent.extend(signals)
         self.latest.add_signals(signals)
-        if self.keep:
-            self.signals.extend(signals)
+        if self.keep and len(signals):
+            self.signals.append(signals)
         if self.file is not None and signals:
             self.file.write(signals)
             self.file.flush()
@@ -103,7 +101,7 @@ class Sink:
         return self.ended >= self.n_upstream
 
     def result(self) -> dict:
-        return {"signals": self.signals, "events": EventBatch.concat(self.events), "candles": self.candles}
+        return {"signals": _concat_signals(self.signals), "events": EventBatch.concat(self.events), "candles": self.candles}
 
     def status(self) -> dict:
         p50 = p99 = float("nan")
@@ -117,8 +115,15 @@ class Sink:
         return {"decision": list(self.latency_ms), "delivery": list(self.delivery_ms)}
 
     def recent_signals(self, n: int = 20) -> list[Signal]:
-        return list(self.recent)[-n:]
+        return [Signal.model_validate(d) for d in self.latest.signals(limit=n)][::-1]
 
     def latest_state(self) -> dict:
         """The latest-state store as plain dicts (what an HTTP layer serves)."""
         return self.latest.snapshot()
+
+
+def _concat_signals(parts: list) -> SignalBatch | list:
+    """One batch when every part is columns; records otherwise (signals flagged from venue data quality)."""
+    if all(isinstance(p, SignalBatch) for p in parts):
+        return SignalBatch.concat(parts)
+    return [s for p in parts for s in p]

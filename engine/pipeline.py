@@ -18,7 +18,7 @@ from engine.structure.gaps import FVGOperator
 from engine.structure.liquidity import LiquidityOperator
 from engine.structure.order_blocks import OrderBlockOperator
 from engine.structure.swings import SwingOperator
-from schemas.batches import CandleBatch, EventBatch, FeatureBatch
+from schemas.batches import CandleBatch, EventBatch, FeatureBatch, SignalBatch
 from schemas.records import Signal, StructureEvent
 
 
@@ -91,16 +91,23 @@ class Chain:
 class RunResult:
     """Everything a finished run produced, in canonical order, plus counters.
 
-    Events stay columns (``event_batch``) until someone reads ``events``, the records.
+    Signals and events stay columns (``signal_batch``, ``event_batch``) until someone reads ``signals`` or
+    ``events``, the records.
     """
 
-    def __init__(self, signals: list[Signal] | None = None, events: EventBatch | list | None = None,
+    def __init__(self, signals: SignalBatch | list | None = None, events: EventBatch | list | None = None,
                  candles: int = 0, trades: int = 0, stats: dict | None = None) -> None:
-        self.signals: list[Signal] = list(signals or [])
+        self._signal_parts: list = [signals] if signals else []
+        self._signals: list[Signal] | None = None
         self._event_parts: list[EventBatch] = [EventBatch.from_records(events or [])]
         self._events: list[StructureEvent] | None = None
         self.candles, self.trades = candles, trades
         self.stats = dict(stats or {})
+
+    def add_signals(self, signals: SignalBatch | list) -> None:
+        if len(signals):
+            self._signal_parts.append(signals)
+            self._signals = None
 
     def add_events(self, events: EventBatch) -> None:
         if len(events):
@@ -108,21 +115,38 @@ class RunResult:
             self._events = None
 
     @property
+    def signals(self) -> list[Signal]:
+        """Every signal as a record, in canonical order once finished."""
+        if self._signals is None:
+            self._signals = [s for part in self._signal_parts for s in part]
+        return self._signals
+
+    @property
+    def n_signals(self) -> int:
+        return sum(len(p) for p in self._signal_parts)
+
+    @property
     def event_batch(self) -> EventBatch:
-        """Every event as columns, in canonical order."""
+        """Every event as columns, in canonical order once finished."""
         if len(self._event_parts) != 1:
             self._event_parts = [EventBatch.concat(self._event_parts)]
         return self._event_parts[0]
 
     @property
     def events(self) -> list[StructureEvent]:
-        """Every event as a record, in canonical order."""
+        """Every event as a record, in canonical order once finished."""
         if self._events is None:
             self._events = self.event_batch.to_records()
         return self._events
 
     def finish(self) -> "RunResult":
-        self.signals.sort(key=signal_order)
+        if all(isinstance(p, SignalBatch) for p in self._signal_parts):
+            batch = SignalBatch.concat(self._signal_parts)
+            self._signal_parts = [batch.take(batch.order())] if len(batch) else []
+            self._signals = None
+        else:
+            self._signal_parts = [sorted(self.signals, key=signal_order)]
+            self._signals = None
         batch = self.event_batch
         self._event_parts = [batch.take(batch.order())]
         self._events = None
@@ -132,7 +156,7 @@ class RunResult:
 def collect(result: RunResult, emitted: Emitted) -> None:
     """Add one chain output to a result."""
     if emitted.value:
-        result.signals.extend(emitted.value)
+        result.add_signals(emitted.value)
     if emitted.features is not None:
         result.add_events(emitted.features.events)
         result.candles += len(emitted.features)

@@ -7,12 +7,13 @@ keep hot paths vectorised and travel through Ray's object store without copies.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-from schemas.records import Candle, Side, StructureEvent, TradeTick
+from schemas.records import Candle, Side, Signal, StructureEvent, TradeTick
 from schemas.timeframes import format_timeframe, parse_timeframe
 
 SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN = 1, -1, 0
@@ -263,6 +264,12 @@ class EventBatch:
     def __getitem__(self, i):
         return self.to_records()[i]
 
+    def __add__(self, other) -> list:
+        return self.to_records() + list(other)
+
+    def __radd__(self, other) -> list:
+        return list(other) + self.to_records()
+
     def __eq__(self, other) -> bool:
         """Equal to another batch or a list holding the same records in the same order."""
         if isinstance(other, (EventBatch, list, tuple)):
@@ -375,3 +382,132 @@ def _event_record(id: str, market: str, timeframe: str, kind: str, ts: int, conf
     object.__setattr__(ev, "__pydantic_extra__", None)
     object.__setattr__(ev, "__pydantic_private__", None)
     return ev
+
+
+def format_reason(left: str, op: str, right: str | float, a: float, b: float) -> str:
+    """A fired condition as text, e.g. ``rsi_14 (28.1) crossed below 30``."""
+    verb = {"crosses_above": "crossed above", "crosses_below": "crossed below"}.get(op, op)
+    right_text = f"{right} ({b:.6g})" if isinstance(right, str) else f"{b:g}"
+    return f"{left} ({a:.6g}) {verb} {right_text}"
+
+
+@dataclass(frozen=True)
+class RuleText:
+    """What a signal's record says about the rule that fired it."""
+
+    name: str
+    side: str
+    strength: float
+    conditions: tuple[tuple[str, str, str | float], ...]  # (left, op, right column or constant)
+
+
+@dataclass(eq=False)
+class SignalBatch:
+    """Signals as columns; records (``schemas.records.Signal``) are built on demand, at the edges that need them.
+
+    Behaves as a sequence of Signal records (``len``, iteration, indexing, ``==`` with a list).
+    """
+
+    markets: list[str]
+    market: np.ndarray  # int32
+    tf: np.ndarray  # int64 timeframe ns
+    ts: np.ndarray  # int64 close time of the firing bar
+    rule: np.ndarray  # int16 index into rules
+    price: np.ndarray
+    stop: np.ndarray  # NaN: none
+    targets: np.ndarray  # (rows, k) nearest first, NaN padded
+    operands: np.ndarray  # (rows, 2 * conditions): each condition's left and right value
+    risk_score: np.ndarray  # NaN: none
+    risk: np.ndarray  # (rows, len(risk_names)), NaN: not known
+    risk_limit: np.ndarray  # bool
+    id: np.ndarray  # 'S16'
+    rules: tuple[RuleText, ...] = ()
+    risk_names: tuple[str, ...] = ()
+    versions: dict | None = None
+    _records: list | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def __bool__(self) -> bool:
+        return len(self.ts) > 0
+
+    def __iter__(self):
+        return iter(self.to_records())
+
+    def __getitem__(self, i):
+        return self.to_records()[i]
+
+    def __add__(self, other) -> list:
+        return self.to_records() + list(other)
+
+    def __radd__(self, other) -> list:
+        return list(other) + self.to_records()
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (SignalBatch, list, tuple)):
+            return self.to_records() == list(other)
+        return NotImplemented
+
+    @classmethod
+    def empty(cls, markets: list[str] | None = None) -> "SignalBatch":
+        f, i64 = np.empty(0), np.empty(0, np.int64)
+        return cls([] if markets is None else markets, np.empty(0, np.int32), i64, i64, np.empty(0, np.int16), f, f,
+                   np.empty((0, 1)), np.empty((0, 2)), f, np.empty((0, 0)), np.empty(0, bool), np.empty(0, "S16"))
+
+    @classmethod
+    def concat(cls, batches: list["SignalBatch"]) -> "SignalBatch":
+        """Batches of one operator (same rules, risk names and versions)."""
+        batches = [b for b in batches if len(b)]
+        if len(batches) <= 1:
+            return batches[0] if batches else cls.empty()
+        first = batches[0]
+        if all(b.markets is first.markets or b.markets == first.markets for b in batches):
+            markets, idx = first.markets, [b.market for b in batches]
+        else:
+            markets, idx = _concat_markets(batches)
+        return cls(markets, np.concatenate(idx).astype(np.int32, copy=False),
+                   *(np.concatenate([getattr(b, c) for b in batches])
+                     for c in ("tf", "ts", "rule", "price", "stop", "targets", "operands", "risk_score", "risk",
+                               "risk_limit", "id")), first.rules, first.risk_names, first.versions)
+
+    def take(self, idx) -> "SignalBatch":
+        return SignalBatch(self.markets, self.market[idx], self.tf[idx], self.ts[idx], self.rule[idx],
+                           self.price[idx], self.stop[idx], self.targets[idx], self.operands[idx],
+                           self.risk_score[idx], self.risk[idx], self.risk_limit[idx], self.id[idx], self.rules,
+                           self.risk_names, self.versions)
+
+    def order(self) -> np.ndarray:
+        """Permutation into the canonical order of a signal stream: time, market, kind, timeframe, id."""
+        m_rank = np.argsort(np.argsort(np.array(self.markets, dtype=object)))[self.market] if len(self.markets) \
+            else self.market
+        names = np.array([r.name for r in self.rules] or [""], dtype=object)
+        k_rank = np.argsort(np.argsort(names))[self.rule]
+        tfs, tf_idx = np.unique(self.tf, return_inverse=True)
+        labels = np.array([format_timeframe(int(t)) for t in tfs] or [""], dtype=object)
+        tf_rank = np.argsort(np.argsort(labels))[tf_idx.reshape(-1)]
+        return np.lexsort((self.id, tf_rank, k_rank, m_rank, self.ts))
+
+    def to_records(self) -> list:
+        if self._records is None:
+            labels = {t: format_timeframe(t) for t in np.unique(self.tf).tolist()}
+            ids = self.id.astype(str).tolist()
+            out = []
+            for r in range(len(self)):
+                rule = self.rules[int(self.rule[r])]
+                ops = self.operands[r]
+                stop = float(self.stop[r])
+                targets = [t for t in self.targets[r].tolist() if t == t]
+                score = float(self.risk_score[r])
+                risk = {name: v for name, v in zip(self.risk_names, self.risk[r].tolist()) if math.isfinite(v)}
+                out.append(Signal.model_construct(
+                    id=ids[r], market=self.markets[int(self.market[r])], timeframe=labels[int(self.tf[r])],
+                    ts=int(self.ts[r]), kind=rule.name, side=Side(rule.side), strength=rule.strength,
+                    price=float(self.price[r]), stop=None if stop != stop else stop,
+                    target=targets[0] if targets else None, targets=targets,
+                    reasons=[format_reason(left, op, right, float(ops[2 * i]), float(ops[2 * i + 1]))
+                             for i, (left, op, right) in enumerate(rule.conditions)],
+                    source_versions=dict(self.versions or {}), risk_score=None if score != score else score, risk=risk,
+                    flags=["risk_limit"] if self.risk_limit[r] else []))
+            self._records = out
+        return self._records

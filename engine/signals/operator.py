@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ids import stable_id
+from engine.ids import stable_ids
 from engine.keyed import SlotMap, row_keys
 from engine.operator import pack_state, unpack_state
 from engine.signals.mtf import HigherTimeframeView
 from engine.signals.rules import Condition, Strategy
-from schemas.batches import FeatureBatch
+from engine.structure.events import timeframe_codes
+from schemas.batches import FeatureBatch, RuleText, SignalBatch
 from schemas.errors import ConfigError
 from schemas.records import Signal
-from schemas.timeframes import format_timeframe, parse_timeframe
+from schemas.timeframes import parse_timeframe
 
 CANDLE_FIELDS = ("open", "high", "low", "close", "volume", "vwap", "buy_volume", "sell_volume")
 OPERATOR_VERSIONS = {"candles": "1", "indicators": "1", "structure": "2", "fvg": "1", "order_blocks": "1",
@@ -39,6 +40,9 @@ class SignalOperator:
         self._tf_filter = {r.name: {parse_timeframe(t) for t in r.timeframes} for r in strategy.rules}
         self.versions = {**OPERATOR_VERSIONS, "strategy": f"{strategy.name}@{strategy.version}"}
         self.higher = HigherTimeframeView([c for c in self.columns if "@" in c])
+        self._rule_names = [r.name for r in strategy.rules]
+        self._rule_text = tuple(RuleText(r.name, r.side, r.strength, tuple((w.left, w.op, w.right) for w in r.when))
+                                for r in strategy.rules)
 
     def _matrix(self, batch: FeatureBatch) -> np.ndarray:
         c = batch.candles
@@ -56,11 +60,11 @@ class SignalOperator:
                                   f"does not compute; available: {', '.join(batch.names + list(CANDLE_FIELDS))}")
         return np.column_stack(cols) if cols else np.empty((len(c), 0))
 
-    def update(self, batch: FeatureBatch) -> list[Signal]:
+    def update(self, batch: FeatureBatch) -> SignalBatch:
         c = batch.candles
         live = np.flatnonzero(~c.gap)
         if not len(live):
-            return []
+            return SignalBatch.empty(c.markets)
         cur = self._matrix(batch)[live]
         keys, inverse = row_keys(c.markets, c.market, c.tf)
         slots = self.keys.lookup(keys)[inverse][live]
@@ -104,24 +108,14 @@ class SignalOperator:
                     "crosses_above": lambda: (pa <= pb) & (a > b),
                     "crosses_below": lambda: (pa >= pb) & (a < b)}[cond.op]()
 
-    def _reason(self, cond: Condition, cur_row: np.ndarray) -> str:
-        a = cur_row[self.col_index[cond.left]]
-        b = cur_row[self.col_index[cond.right]] if isinstance(cond.right, str) else cond.right
-        verb = {"crosses_above": "crossed above", "crosses_below": "crossed below"}.get(cond.op, cond.op)
-        right = f"{cond.right} ({b:.6g})" if isinstance(cond.right, str) else f"{b:g}"
-        return f"{cond.left} ({a:.6g}) {verb} {right}"
-
     def _fire(self, batch: FeatureBatch, live: np.ndarray, cur: np.ndarray, prev: np.ndarray, slots: np.ndarray,
-              bar_no: np.ndarray) -> list[Signal]:
+              bar_no: np.ndarray) -> SignalBatch:
         c = batch.candles
-        close = c.close[live]
-        close_ts = c.close_ts[live]
         risk_cols = [(f, batch.names.index(f)) for f in RISK_FIELDS if f in batch.names]
         score_col = batch.names.index("risk_score") if "risk_score" in batch.names else None
-        out: list[Signal] = []
         # a signal needs its risk assessment: none fire while the risk window is still filling
         ready = np.isfinite(batch.values[live, score_col]) if score_col is not None else np.ones(len(live), bool)
-        limit = self.strategy.max_risk_score
+        fired_rows, fired_rules = [], []
         for k, r in enumerate(self.strategy.rules):
             hit = ready.copy()
             tfs = self._tf_filter[r.name]
@@ -129,31 +123,60 @@ class SignalOperator:
                 hit &= np.isin(c.tf[live], list(tfs))
             for cond in r.when:
                 hit &= self._eval(cond, cur, prev)
-            for j in np.flatnonzero(hit):
+            for j in np.flatnonzero(hit).tolist():
                 # cool-down: rows of a key come in time order, so earlier firings are already recorded
                 if bar_no[j] - self.last_fire[slots[j], k] <= r.cooldown_bars:
                     continue
                 self.last_fire[slots[j], k] = bar_no[j]
-                row = live[j]
-                market, tf = c.markets[int(c.market[row])], format_timeframe(int(c.tf[row]))
-                price = float(close[j])
-                atr = cur[j, self.col_index[r.atr]] if r.atr in self.col_index else np.nan
-                sign = 1.0 if r.side == "buy" else -1.0
-                stop = price - sign * r.stop_atr * atr if r.stop_atr and np.isfinite(atr) else None
-                multiples = ((r.target_atr,) if r.target_atr else ()) + r.more_targets_atr
-                targets = [float(price + sign * k * atr) for k in multiples] if np.isfinite(atr) else []
-                risk_score = _finite(batch.values[row, score_col]) if score_col is not None else None
-                flags = ["risk_limit"] if limit is not None and risk_score is not None and risk_score > limit else []
-                out.append(Signal(
-                    id=stable_id(market, tf, int(close_ts[j]), r.name), market=market, timeframe=tf,
-                    ts=int(close_ts[j]), kind=r.name, side=r.side, strength=r.strength, price=price,
-                    stop=None if stop is None else float(stop), target=targets[0] if targets else None,
-                    targets=targets,
-                    reasons=[self._reason(cond, cur[j]) for cond in r.when], source_versions=self.versions,
-                    risk_score=risk_score, flags=flags,
-                    risk={f: float(batch.values[row, i]) for f, i in risk_cols if np.isfinite(batch.values[row, i])}))
-        out.sort(key=signal_order)
-        return out
+                fired_rows.append(j)
+                fired_rules.append(k)
+        if not fired_rows:
+            return SignalBatch.empty(c.markets)
+        j = np.array(fired_rows, np.int64)
+        rule = np.array(fired_rules, np.int16)
+        rows = live[j]
+        return self._signals(batch, cur[j], rows, rule, risk_cols, score_col)
+
+    def _signals(self, batch: FeatureBatch, cur: np.ndarray, rows: np.ndarray, rule: np.ndarray,
+                 risk_cols: list, score_col: int | None) -> SignalBatch:
+        """The fired signals as columns, in canonical order (ids as ``stable_id(market, tf, ts, rule)``)."""
+        c = batch.candles
+        rules = self.strategy.rules
+        n = len(rows)
+        price = c.close[rows]
+        ts = c.close_ts[rows]
+        sign = np.where(np.array([r.side == "buy" for r in rules])[rule], 1.0, -1.0)
+        atr_col = np.array([self.col_index.get(r.atr, -1) for r in rules])[rule]
+        atr = np.where(atr_col >= 0, cur[np.arange(n), atr_col], np.nan)
+        finite_atr = np.isfinite(atr)
+        stop_atr = np.array([r.stop_atr or np.nan for r in rules])[rule]
+        stop = np.where(np.isfinite(stop_atr) & finite_atr, price - sign * stop_atr * atr, np.nan)
+        multiples = [((r.target_atr,) if r.target_atr else ()) + r.more_targets_atr for r in rules]
+        width = max((len(m) for m in multiples), default=0)
+        table = np.full((len(rules), max(width, 1)), np.nan)
+        for k, m in enumerate(multiples):
+            table[k, :len(m)] = m
+        targets = price[:, None] + (sign[:, None] * table[rule]) * atr[:, None]
+        targets[~finite_atr] = np.nan
+        n_cond = max(len(r.when) for r in rules)
+        operands = np.full((n, 2 * n_cond), np.nan)
+        for k, r in enumerate(rules):
+            mine = rule == k
+            for i, cond in enumerate(r.when):
+                operands[mine, 2 * i] = cur[mine, self.col_index[cond.left]]
+                operands[mine, 2 * i + 1] = cur[mine, self.col_index[cond.right]] if isinstance(cond.right, str) \
+                    else cond.right
+        score = batch.values[rows, score_col] if score_col is not None else np.full(n, np.nan)
+        score = np.where(np.isfinite(score), score, np.nan)
+        limit = self.strategy.max_risk_score
+        risk_limit = score > limit if limit is not None else np.zeros(n, bool)
+        risk = batch.values[rows][:, [i for _, i in risk_cols]] if risk_cols else np.empty((n, 0))
+        tf_code, labels = timeframe_codes(c.tf[rows])
+        market = c.market[rows]
+        ids = stable_ids((market, c.markets), (tf_code, labels), ts, (rule, self._rule_names))
+        out = SignalBatch(c.markets, market.astype(np.int32), c.tf[rows], ts, rule, price, stop, targets, operands,
+                          score, risk, risk_limit, ids, self._rule_text, tuple(f for f, _ in risk_cols), self.versions)
+        return out.take(out.order())
 
     def flush(self) -> None:
         return None
@@ -177,10 +200,6 @@ class SignalOperator:
 
 
 NEVER = -(2**62)  # "no signal yet" for cool-down bookkeeping
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
 
 
 def signal_order(s: Signal) -> tuple:

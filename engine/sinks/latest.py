@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from schemas.batches import CandleBatch, EventBatch, FeatureBatch
+from schemas.batches import CandleBatch, EventBatch, FeatureBatch, SignalBatch
 from schemas.records import (
     Candle,
     IndicatorSnapshot,
@@ -29,9 +29,8 @@ class LatestStateStore:
         self._lock = threading.Lock()
         self._candles: dict[tuple[str, str], dict] = {}
         self._indicators: dict[tuple[str, str], dict] = {}
-        self._signals: deque[dict] = deque(maxlen=max_events)
-        self._structure: deque[dict] = deque(maxlen=max_events)
-        self._pending: list[EventBatch] = []  # events not yet in _structure, newest last
+        self._signals = _RecentRecords(max_events)
+        self._structure = _RecentRecords(max_events)
         self._counters: dict[str, int] = {}
 
     # ---- writers --------------------------------------------------------------------------
@@ -67,31 +66,11 @@ class LatestStateStore:
 
     def add_signals(self, signals: Iterable[Signal]) -> None:
         with self._lock:
-            self._signals.extend(s.model_dump(mode="json") for s in signals)
+            self._signals.add(signals)
 
     def add_structure_events(self, events: Iterable[StructureEvent]) -> None:
-        """Keep the last ``max_events``; columns are turned into dicts only when someone reads them."""
-        if not isinstance(events, EventBatch):
-            events = EventBatch.from_records(list(events))
-        if not len(events):
-            return
         with self._lock:
-            self._pending.append(events)
-            kept, total = [], 0
-            for batch in reversed(self._pending):  # drop batches wholly older than the last max_events
-                kept.append(batch)
-                total += len(batch)
-                if total >= self._structure.maxlen:
-                    break
-            self._pending = kept[::-1]
-
-    def _materialise(self) -> None:
-        """Move pending event columns into the deque of dicts (under the lock)."""
-        if self._pending:
-            batch = EventBatch.concat(self._pending)
-            batch = batch.take(slice(max(0, len(batch) - self._structure.maxlen), None))
-            self._structure.extend(e.model_dump(mode="json") for e in batch.to_records())
-            self._pending = []
+            self._structure.add(events)
 
     def incr(self, counter: str, n: int = 1) -> None:
         with self._lock:
@@ -122,8 +101,6 @@ class LatestStateStore:
 
     def structure_events(self, limit: int | None = None, market: str | None = None) -> list[dict]:
         """Most recent first."""
-        with self._lock:
-            self._materialise()
         return self._recent(self._structure, limit, market)
 
     def counters(self) -> dict[str, int]:
@@ -135,10 +112,40 @@ class LatestStateStore:
         return {"candles": self.candles(), "indicators": self.indicators(), "signals": self.signals(),
                 "structure_events": self.structure_events(), "counters": self.counters()}
 
-    def _recent(self, events: deque, limit: int | None, market: str | None) -> list[dict]:
+    def _recent(self, records: "_RecentRecords", limit: int | None, market: str | None) -> list[dict]:
         with self._lock:
-            out = [dict(e) for e in reversed(events) if market in (None, e["market"])]
+            out = [dict(e) for e in reversed(records.read()) if market in (None, e["market"])]
         return out if limit is None else out[:limit]
+
+
+class _RecentRecords:
+    """The last ``maxlen`` records as JSON dicts; columnar batches become dicts only when someone reads them."""
+
+    def __init__(self, maxlen: int) -> None:
+        self.dicts: deque[dict] = deque(maxlen=maxlen)
+        self.pending: list = []  # batches or lists of records not yet in ``dicts``, newest last
+
+    def add(self, items) -> None:
+        if not isinstance(items, (EventBatch, SignalBatch)):
+            items = list(items)
+        if not len(items):
+            return
+        self.pending.append(items)
+        kept, total = [], 0
+        for part in reversed(self.pending):  # parts wholly older than the last maxlen rows are never read
+            kept.append(part)
+            total += len(part)
+            if total >= self.dicts.maxlen:
+                break
+        self.pending = kept[::-1]
+
+    def read(self) -> deque:
+        for part in self.pending:
+            tail = max(0, len(part) - self.dicts.maxlen)
+            part = part.take(slice(tail, None)) if hasattr(part, "take") else part[tail:]
+            self.dicts.extend(r.model_dump(mode="json") for r in part)
+        self.pending = []
+        return self.dicts
 
 
 def _last_per_key(b: CandleBatch) -> CandleBatch:
