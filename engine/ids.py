@@ -193,6 +193,9 @@ def _hash_rows(kinds, cols, texts, text_offs, scratch_len, out):
             out[i, 2 * k + 1] = _HEX[byte & np.uint64(0xF)]
 
 
+_ENCODED: dict[tuple, tuple] = {}  # table -> (its bytes, each entry's length, the longest)
+
+
 class _Texts:
     """All text parts' entries in one byte buffer, each entry a global index into its offsets."""
 
@@ -210,10 +213,17 @@ class _Texts:
         return first
 
     def add_table(self, table: list[str]) -> tuple[int, int]:
-        encoded = [str(t).encode() for t in table]  # str() as stable_id applies it
-        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        first = self.add(np.frombuffer(b"".join(encoded), dtype=np.uint8), lengths)
-        return first, int(lengths.max(initial=0))
+        key = tuple(table)
+        cached = _ENCODED.get(key)
+        if cached is None:  # a stream reuses a few tables (its markets, timeframes, kinds) on every batch
+            encoded = [str(t).encode() for t in table]  # str() as stable_id applies it
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            cached = (np.frombuffer(b"".join(encoded), dtype=np.uint8), lengths, int(lengths.max(initial=0)))
+            if len(_ENCODED) >= 512:
+                _ENCODED.clear()
+            _ENCODED[key] = cached
+        buf, lengths, longest = cached
+        return self.add(buf, lengths), longest
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         offs = np.zeros(self.count + 1, dtype=np.int64)

@@ -59,3 +59,23 @@ def test_bad_arguments() -> None:
         SwingOperator(0, 1)
     with pytest.raises(ValueError):
         SwingOperator(1, 1, "body")
+
+
+def test_gap_bars_carry_the_levels_as_they_stand_at_them_whatever_the_batch_size() -> None:
+    """A gap bar's last_swing_*/trend are those after the bars before it, not after the whole batch."""
+    from engine.candles import CandleAggregator
+    from engine.sources.synthetic import synthetic_trades
+
+    trades = synthetic_trades(n_markets=8, n_trades=30_000, seed=3, mean_rate_per_s=0.5)  # sparse: many gap bars
+    agg = CandleAggregator(["1m"], gaps="flag")
+    candles = CandleBatch.concat([agg.update(trades.slice(s, s + 8192)) for s in range(0, len(trades), 8192)])
+    assert candles.gap.sum() > 500
+    feats = FeatureBatch(candles, [], np.empty((len(candles), 0)))
+    whole = SwingOperator(2, 2).update(feats)
+    one_by_one = SwingOperator(2, 2)
+    rows = [one_by_one.update(FeatureBatch(candles.take(slice(i, i + 1)), [], np.empty((1, 0)))).values
+            for i in range(len(candles))]
+    np.testing.assert_array_equal(whole.values, np.vstack(rows))
+    # and the gap rows do move with the levels: some gap bar sees a level that a later bar of its batch replaced
+    last_high = whole.column("last_swing_high")
+    assert np.isfinite(last_high[candles.gap]).any()

@@ -30,9 +30,12 @@ def swing_rows(table, tf0, slots, ranks, start, ints, floats, used,
             return r, used
         for j in range(k):
             out[r, j] = values[r, j]
-        if gap[r]:
-            continue
         st = rows[slots[r]]
+        if gap[r]:  # a gap bar carries the levels forward as they stand at it, whatever the batch holds after it
+            out[r, k], out[r, k + 1] = np.nan, np.nan
+            out[r, k + 2], out[r, k + 3], out[r, k + 4] = st.last_high, st.last_low, st.trend
+            out[r, k + 5], out[r, k + 6] = 0.0, 0.0
+            continue
         cnt = st.count
         at = cnt % w
         st.high[at], st.low[at], st.ts[at] = high[r], low[r], open_ts[r]
@@ -98,13 +101,6 @@ def swing_rows(table, tf0, slots, ranks, start, ints, floats, used,
                 ints[3, used], ints[4, used] = tf[r], confirmed
                 floats[0, used], floats[1, used] = price, close[r]
                 used += 1
-    # gap bars carry the levels forward, as they stand after the whole batch
-    for r in range(n):
-        if gap[r]:
-            st = rows[slots[r]]
-            out[r, k], out[r, k + 1] = np.nan, np.nan
-            out[r, k + 2], out[r, k + 3], out[r, k + 4] = st.last_high, st.last_low, st.trend
-            out[r, k + 5], out[r, k + 6] = 0.0, 0.0
     if len(ranks) and used > 1:
         keys = np.empty((4, used), np.int64)
         for e in range(used):
