@@ -1,6 +1,8 @@
 """Liquidity pools (equal highs / equal lows) and their sweeps per (market, timeframe), plus the reference
 levels of engine/structure/ranges.py. Runs after SwingOperator and reads its ``swing_high``/``swing_low`` columns
-(the level confirmed at this bar) and ``last_swing_high``/``last_swing_low`` (the dealing range).
+(the level confirmed at this bar) and ``last_swing_high``/``last_swing_low`` (the dealing range), and takes
+the swing bar's open time from its ``swing_high``/``swing_low`` events (the row's own open time when the batch
+carries none).
 
 Pools, for highs (lows mirror): every confirmed swing high that does not join an open anchor becomes an
 *anchor* with level ``a`` and a tolerance ``tol`` fixed at its confirmation: ``tolerance_abs`` when given,
@@ -23,33 +25,62 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ids import stable_id
-from engine.keyed import KeyedArrayOperator, SlotMap, rounds
+from engine.ids import stable_ids
+from engine.keyed import KeyedArrayOperator, SlotMap
+from engine.structure.events import event_columns, event_order, timeframe_codes
 from engine.structure.ranges import (
     DEFAULT_SESSIONS,
     PERIOD_COLUMNS,
     RANGE_COLUMNS,
     Session,
-    advance_periods,
-    dealing_range,
     period_spec,
     session_columns,
 )
-from schemas.batches import EventBatch, FeatureBatch
+from schemas.batches import KIND_CODE, EventBatch, FeatureBatch
 from schemas.errors import ConfigError
-from schemas.records import StructureEvent
-from schemas.timeframes import format_timeframe
 
 LIQUIDITY_COLUMNS = ["liquidity_high", "liquidity_low", "sweep_high", "sweep_low"]
 SIDES = ("high", "low")  # index 0 / 1 of the per-side state axis
 _STEP_ORDER = {"swept": 0, "evicted": 1, "grown": 2, "created": 2}
+_STEPS = ("created", "grown", "swept", "evicted")  # by the kernel's codes, the order of the kind codes
+_STEP_RANK = np.array([_STEP_ORDER[step] for step in _STEPS])
+_KINDS = tuple(f"liquidity_{side}" for side in SIDES)
+_FIRST_CODE = KIND_CODE["liquidity_high_created"]  # kind codes run side-major, then by step as in _STEPS
+assert [KIND_CODE[f"{kind}_{step}"] for kind in _KINDS for step in _STEPS] == list(range(_FIRST_CODE, _FIRST_CODE + 8))
+_SWING_CODES = (KIND_CODE["swing_high"], KIND_CODE["swing_low"])  # side 0 / 1
+_NO_MARKS = np.empty((0, 5), np.int64)
+
+
+def _events(markets: list[str], ints: np.ndarray, floats: np.ndarray) -> EventBatch:
+    """Events from the kernel's event fields (already in order).
+
+    pool_id = stable_id(market, tf, kind, ts); id = stable_id(pool_id, step, members).
+    """
+    m, tf, confirmed, d, step, ts, members = ints
+    tf_code, labels = timeframe_codes(tf)
+    pool_ids = stable_ids((m, markets), (tf_code, labels), (d, _KINDS), ts)
+    ids = stable_ids(pool_ids, (step, _STEPS), members)
+    # meta: members, anchor, tolerance, top, bottom
+    meta = np.column_stack([members.astype(np.float64), floats[1:5].T])
+    return event_columns(markets, m, tf, _FIRST_CODE + d * len(_STEPS) + step, ts, confirmed, floats[0], meta, ids)
+
+
+def _canonical_markets(markets: list[str]) -> np.ndarray | None:
+    """Per market index, the first index of its name; None when the names are distinct (the common case).
+
+    A key is a market *name*, so rows and events must agree on one index per name."""
+    if len(set(markets)) == len(markets):
+        return None
+    first: dict[str, int] = {}
+    return np.array([first.setdefault(name, i) for i, name in enumerate(markets)], np.int32)
 
 
 class LiquidityOperator(KeyedArrayOperator):
     """Keyed equal-highs/lows pools with sweeps, dealing-range position, previous day/week levels, sessions."""
 
+    packed = True  # the kernel takes the state as one record array
     name = "liquidity"
-    version = "1"
+    version = "2"
 
     def __init__(self, tolerance_pct: float = 0.0005, tolerance_atr: float | None = None,
                  tolerance_abs: float | None = None, atr_column: str = "atr_14", max_open: int = 64,
@@ -65,6 +96,7 @@ class LiquidityOperator(KeyedArrayOperator):
         self.tolerance_pct, self.tolerance_atr, self.tolerance_abs = tolerance_pct, tolerance_atr, tolerance_abs
         self.atr_column, self.max_open, self.sessions = atr_column, max_open, tuple(sessions)
         self.session_minutes = [s.minutes() for s in self.sessions]
+        self._session_array = np.array(self.session_minutes, np.int64).reshape(len(self.sessions), 2)
         self.columns = LIQUIDITY_COLUMNS + RANGE_COLUMNS + PERIOD_COLUMNS + session_columns(self.sessions)
         self.keys = SlotMap()
         self.capacity = 0
@@ -73,135 +105,94 @@ class LiquidityOperator(KeyedArrayOperator):
 
     def _grow(self, capacity: int) -> None:
         k = self.max_open
-        spec = {"open": ((2, k), bool, False), "anchor": ((2, k), np.float64, np.nan),
+        # open: 1 while an anchor may still be joined or swept (int8: compiled code takes no bool sub-arrays)
+        spec = {"open": ((2, k), np.int8, 0), "anchor": ((2, k), np.float64, np.nan),
                 "tol": ((2, k), np.float64, np.nan), "sum": ((2, k), np.float64, 0.0),
                 "count": ((2, k), np.int64, 0), "top": ((2, k), np.float64, np.nan),
                 "bottom": ((2, k), np.float64, np.nan), "ts": ((2, k), np.int64, 0),
                 "seq": ((2, k), np.int64, 0), "next_seq": ((), np.int64, 0),
+                # derived from the anchors, refreshed when they change (engine.structure.liquidity_kernel): per
+                # side the newest open pool's level, the number of slots up to the last open anchor (new anchors
+                # take the lowest free slot), and the lowest high / highest low that reaches a band
+                "level": ((2,), np.float64, np.nan), "span": ((2,), np.int64, 0),
+                "reach_high": ((), np.float64, np.inf), "reach_low": ((), np.float64, -np.inf),
                 **period_spec(len(self.sessions))}
         self.grow_state(spec, capacity)
 
-    def _tolerance(self, level: float, atr: float) -> float:
+    def _tolerance_mode(self) -> tuple[int, float, float]:
+        """(mode, value, pct) for the kernel: a fixed tolerance, ATR multiples (pct where the ATR is not
+        finite) or a fraction of the level."""
+        from engine.structure.liquidity_kernel import TOL_ABS, TOL_ATR, TOL_PCT
+
+        pct = float(self.tolerance_pct)
         if self.tolerance_abs is not None:
-            return self.tolerance_abs
-        if self.tolerance_atr is not None and np.isfinite(atr):
-            return self.tolerance_atr * atr
-        return self.tolerance_pct * abs(level)
-
-    def _event(self, out: list, key: tuple, slot: int, d: int, g: int, step: str, confirmed: int) -> None:
-        s = self.s
-        market, tf = key
-        n, ts = int(s["count"][slot, d, g]), int(s["ts"][slot, d, g])
-        kind = f"liquidity_{SIDES[d]}"
-        pool_id = stable_id(market, tf, kind, ts)
-        meta = {"members": float(n), "anchor": float(s["anchor"][slot, d, g]), "tolerance": float(s["tol"][slot, d, g]),
-                "top": float(s["top"][slot, d, g]), "bottom": float(s["bottom"][slot, d, g])}
-        ev = StructureEvent(id=stable_id(pool_id, step, n), market=market, timeframe=tf, kind=f"{kind}_{step}",
-                            ts=ts, confirmed_ts=confirmed, price=float(s["sum"][slot, d, g] / n), meta=meta)
-        out.append(((confirmed, market, tf, _STEP_ORDER[step], d, ts), ev))
-
-    def _sweeps(self, out: list, keys: list, slots: np.ndarray, high: np.ndarray, low: np.ndarray,
-                close_ts: np.ndarray) -> np.ndarray:
-        """Close every anchor whose band this bar reaches; events for the pools among them. Returns (rows, 2) hits."""
-        s = self.s
-        op, a, tol = s["open"][slots], s["anchor"][slots], s["tol"][slots]
-        reach = np.stack([high[:, None] >= a[:, 0] + tol[:, 0], low[:, None] <= a[:, 1] - tol[:, 1]], axis=1)
-        hit = op & reach
-        pools = hit & (s["count"][slots] >= 2)
-        for j, d, g in zip(*np.nonzero(pools)):
-            self._event(out, keys[j], int(slots[j]), int(d), int(g), "swept", int(close_ts[j]))
-        s["open"][slots] = op & ~hit
-        return pools.any(axis=2)
-
-    def _join(self, out: list, key: tuple, slot: int, d: int, level: float, ts: int, atr: float,
-              confirmed: int) -> None:
-        """A newly confirmed swing joins the earliest open anchor whose band holds it, or becomes an anchor."""
-        s = self.s
-        op = s["open"][slot, d]
-        with np.errstate(invalid="ignore"):
-            fits = op & (np.abs(level - s["anchor"][slot, d]) <= s["tol"][slot, d])
-        if fits.any():
-            g = int(np.argmin(np.where(fits, s["seq"][slot, d], np.iinfo(np.int64).max)))
-            s["sum"][slot, d, g] += level
-            s["count"][slot, d, g] += 1
-            s["top"][slot, d, g] = max(s["top"][slot, d, g], level)
-            s["bottom"][slot, d, g] = min(s["bottom"][slot, d, g], level)
-            step = "created" if s["count"][slot, d, g] == 2 else "grown"
-            self._event(out, key, slot, d, g, step, confirmed)
-            return
-        free = np.flatnonzero(~op)
-        if len(free):
-            g = int(free[0])
-        else:  # bounded state: the oldest anchor of this side makes room
-            g = int(np.argmin(s["seq"][slot, d]))
-            if s["count"][slot, d, g] >= 2:
-                self._event(out, key, slot, d, g, "evicted", confirmed)
-        s["open"][slot, d, g], s["anchor"][slot, d, g] = True, level
-        s["tol"][slot, d, g] = self._tolerance(level, atr)
-        s["sum"][slot, d, g], s["count"][slot, d, g] = level, 1
-        s["top"][slot, d, g] = s["bottom"][slot, d, g] = level
-        s["ts"][slot, d, g], s["seq"][slot, d, g] = ts, s["next_seq"][slot]
-        s["next_seq"][slot] += 1
-
-    def _pool_levels(self, slots: np.ndarray) -> np.ndarray:
-        """Level of the newest open pool per side (NaN when none)."""
-        s = self.s
-        pool = s["open"][slots] & (s["count"][slots] >= 2)
-        seq = np.where(pool, s["seq"][slots], -1)
-        newest = np.argmax(seq, axis=2)[..., None]
-        level = (np.take_along_axis(s["sum"][slots], newest, 2) / np.take_along_axis(
-            np.maximum(s["count"][slots], 1), newest, 2))[..., 0]
-        return np.where(pool.any(axis=2), level, np.nan)
+            return TOL_ABS, float(self.tolerance_abs), pct
+        if self.tolerance_atr is not None:
+            return TOL_ATR, float(self.tolerance_atr), pct
+        return TOL_PCT, 0.0, pct
 
     def update(self, batch: FeatureBatch) -> FeatureBatch:
         """Advance every key by its bars in order; append the columns and the pool events these bars confirm."""
+        from engine.structure.liquidity_kernel import N_FLOATS, N_INTS, liquidity_rows
+
         c = batch.candles
-        extra = np.full((len(c), len(self.columns)), np.nan)
-        events: list = []
+        n_in = batch.values.shape[1]
+        out = np.empty((len(c), n_in + len(self.columns)))
+        events = EventBatch.empty()
         if len(c):
             need = ("swing_high", "swing_low", "last_swing_high", "last_swing_low")
             missing = [n for n in need if n not in batch.names]
             if missing:
                 raise ConfigError(f"LiquidityOperator needs SwingOperator's columns first; missing {missing}")
-            swing = np.stack([batch.column("swing_high"), batch.column("swing_low")], axis=1)
-            atr = batch.column(self.atr_column) if self.atr_column in batch.names else np.full(len(c), np.nan)
-            keys, inverse, slots = self.key_slots(c.markets, c.market, c.tf)
-            labels = [(m, format_timeframe(t)) for m, t in keys]
-            row_label = [labels[k] for k in inverse]
-            # the swing bar's own open time comes with SwingOperator's event for it
-            swing_ts = {(e.market, e.timeframe, e.kind, e.confirmed_ts): e.ts for e in batch.events
-                        if e.kind in ("swing_high", "swing_low")}
-            close_ts, gap = c.close_ts, c.gap
-            n_liq = len(LIQUIDITY_COLUMNS)
-            n_rng = n_liq + len(RANGE_COLUMNS)
-            for rows in rounds(slots):
-                sl = slots[rows]
-                real = ~gap[rows]
-                extra[rows, n_rng:] = advance_periods(self.s, sl, c.open_ts[rows], c.open[rows], c.high[rows],
-                                                      c.low[rows], real, self.session_minutes)
-                swept = np.zeros((len(rows), 2), bool)
-                live = np.flatnonzero(real)
-                if len(live):
-                    rk = [row_label[r] for r in rows[live]]
-                    swept[live] = self._sweeps(events, rk, sl[live], c.high[rows[live]], c.low[rows[live]],
-                                               close_ts[rows[live]])
-                    for j, d in zip(*np.nonzero(np.isfinite(swing[rows[live]]))):
-                        r = rows[live[j]]
-                        market, tf = row_label[r]
-                        ts = swing_ts.get((market, tf, f"swing_{SIDES[d]}", int(close_ts[r])), int(c.open_ts[r]))
-                        self._join(events, row_label[r], int(slots[r]), int(d), float(swing[r, d]), ts,
-                                   float(atr[r]), int(close_ts[r]))
-                extra[rows, 0:2] = self._pool_levels(sl)
-                extra[rows, 2:4] = swept
-            extra[:, n_liq:n_rng] = dealing_range(batch.column("last_swing_high"), batch.column("last_swing_low"),
-                                                  c.close)
-            events.sort(key=lambda pair: pair[0])
-        names = batch.names + self.columns
-        new = EventBatch.from_records([e for _, e in events])
-        return FeatureBatch(c, names, np.hstack([batch.values, extra]), EventBatch.concat([batch.events, new]))
+            names = batch.names
+            cols = np.array([names.index(n) for n in need]
+                            + [names.index(self.atr_column) if self.atr_column in names else -1], np.int64)
+            canon = _canonical_markets(c.markets)
+            market = c.market if canon is None else canon[c.market]
+            marks = self._marks(batch, canon)
+            mode, value, pct = self._tolerance_mode()
+
+            def kernel(*convention):  # see engine.structure.kernel_buffers
+                return liquidity_rows(*convention, market, c.tf, c.open_ts, c.open, c.high, c.low, c.close, c.gap,
+                                      batch.values, out, cols, marks, self.rows, self._session_array, mode, value,
+                                      pct)
+
+            ints, floats, ordered = self.run_kernel(c, kernel, N_INTS, N_FLOATS)
+            if ints.shape[1]:
+                # within one bar of one key: by step, then side, then pool
+                order = None if ordered else event_order(c.markets, ints[0], ints[1], ints[2],
+                                                         _STEP_RANK[ints[4]], ints[3], ints[5])
+                if order is not None:
+                    ints, floats = ints[:, order], floats[:, order]
+                events = _events(c.markets, ints, floats)
+        else:
+            out[:, :n_in] = batch.values
+        return FeatureBatch(c, batch.names + self.columns, out, EventBatch.concat([batch.events, events]))
+
+    def _marks(self, batch: FeatureBatch, canon: np.ndarray | None) -> np.ndarray:
+        """SwingOperator's swing events of this batch for the kernel, one row each: (market index into the
+        candles' dictionary, or -1; tf; confirmed_ts; side; ts). The swing bar's open time comes with them."""
+        c, ev = batch.candles, batch.events
+        at = np.flatnonzero((ev.kind == _SWING_CODES[0]) | (ev.kind == _SWING_CODES[1]))
+        if not len(at):
+            return _NO_MARKS
+        market = ev.market[at].astype(np.int64)
+        if ev.markets is not c.markets and ev.markets != c.markets:  # events of another dictionary
+            index: dict[str, int] = {}
+            for i, name in enumerate(c.markets):
+                index.setdefault(name, i)
+            market = np.array([index.get(m, -1) for m in ev.markets], np.int64)[market]
+        elif canon is not None:
+            market = canon[market]
+        marks = np.empty((len(at), 5), np.int64)
+        marks[:, 0] = market
+        marks[:, 1] = ev.tf[at]
+        marks[:, 2] = ev.confirmed_ts[at]
+        marks[:, 3] = ev.kind[at] != _SWING_CODES[0]
+        marks[:, 4] = ev.ts[at]
+        return marks
 
     def settings(self) -> dict:
         return {"tolerance_pct": self.tolerance_pct, "tolerance_atr": self.tolerance_atr,
                 "tolerance_abs": self.tolerance_abs, "atr_column": self.atr_column, "max_open": self.max_open,
                 "sessions": self.sessions}
-

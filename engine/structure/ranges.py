@@ -5,6 +5,13 @@ All values use only bars already closed. A day is a UTC calendar day; a week sta
 ``prev_*`` is the high/low of the latest *completed* period that had real (non-gap) bars, never the
 current one. A bar belongs to the period and the session that contain its open time; sessions are
 half-open ``[start, end)`` in UTC and may wrap midnight (start after end).
+
+The dealing-range position and zone (``RANGE_COLUMNS``) read the latest swing high and low: the position of
+the close in [low, high] (0 low, 1 high), not clipped (a close above the range reads > 1), NaN until both ends
+are known or when the range is empty; the zone is +1 premium (above 0.5), -1 discount (below), 0 at
+equilibrium or unknown. Columns per session: its open (kept after it ends, until the next one begins), an
+in-session flag, and its running high and low (NaN outside it). The values are computed bar by bar in
+``engine.structure.liquidity_kernel``.
 """
 
 from __future__ import annotations
@@ -57,62 +64,11 @@ def session_columns(sessions: tuple[Session, ...]) -> list[str]:
             for kind in ("session_open", "in_session", "session_high", "session_low")]
 
 
-def dealing_range(range_high: np.ndarray, range_low: np.ndarray, close: np.ndarray) -> np.ndarray:
-    """Columns ``RANGE_COLUMNS``: position of the close in [low, high] (0 low, 1 high) and its zone.
-
-    Position is not clipped (a close above the range reads > 1); it is NaN until both ends are known or
-    when the range is empty. Zone is +1 premium (above 0.5), -1 discount (below), 0 at equilibrium or unknown.
-    """
-    width = range_high - range_low
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pos = np.where(width > 0, (close - range_low) / width, np.nan)
-        zone = np.where(pos > 0.5, 1.0, np.where(pos < 0.5, -1.0, 0.0))
-    return np.stack([range_high, range_low, pos, zone], axis=1)
-
-
 def period_spec(n_sessions: int) -> dict:
-    """State arrays (shape tail, dtype, fill) for ``advance_periods``; index 0 is the day, 1 the week."""
+    """State arrays (shape tail, dtype, fill) of the day, week and session levels; index 0 is the day, 1 the
+    week. ``p_id`` / ``ss_start`` identify the period / session instance seen last (int64 min: none yet)."""
     lo = np.iinfo(np.int64).min
     return {"p_id": ((2,), np.int64, lo), "p_hi": ((2,), np.float64, np.nan), "p_lo": ((2,), np.float64, np.nan),
             "p_prev_hi": ((2,), np.float64, np.nan), "p_prev_lo": ((2,), np.float64, np.nan),
             "ss_start": ((n_sessions,), np.int64, lo), "ss_open": ((n_sessions,), np.float64, np.nan),
             "ss_hi": ((n_sessions,), np.float64, np.nan), "ss_lo": ((n_sessions,), np.float64, np.nan)}
-
-
-def advance_periods(s: dict, slots: np.ndarray, open_ts: np.ndarray, o: np.ndarray, high: np.ndarray,
-                    low: np.ndarray, real: np.ndarray, sessions: list[tuple[int, int]]) -> np.ndarray:
-    """Advance day/week/session state by one bar per slot; return PERIOD_COLUMNS then session columns."""
-    ids = np.stack([open_ts // DAY, (open_ts - MONDAY_OFFSET) // WEEK], axis=1)
-    pid, hi, lo = s["p_id"][slots], s["p_hi"][slots], s["p_lo"][slots]
-    # a period closes when a bar of a later one arrives; one without real bars keeps the older values
-    rolled = (ids != pid) & (pid != np.iinfo(np.int64).min)
-    done = rolled & ~np.isnan(hi)
-    prev_hi = np.where(done, hi, s["p_prev_hi"][slots])
-    prev_lo = np.where(done, lo, s["p_prev_lo"][slots])
-    fresh = ids != pid
-    hi, lo = np.where(fresh, np.nan, hi), np.where(fresh, np.nan, lo)
-    r = real[:, None]
-    hi = np.where(r, np.fmax(hi, high[:, None]), hi)
-    lo = np.where(r, np.fmin(lo, low[:, None]), lo)
-    s["p_id"][slots], s["p_hi"][slots], s["p_lo"][slots] = ids, hi, lo
-    s["p_prev_hi"][slots], s["p_prev_lo"][slots] = prev_hi, prev_lo
-    out = [prev_hi[:, 0], prev_lo[:, 0], prev_hi[:, 1], prev_lo[:, 1]]
-    minute = (open_ts % DAY) // MINUTE
-    day_start = open_ts - open_ts % DAY
-    for k, (start, end) in enumerate(sessions):
-        inside = (minute >= start) & (minute < end) if start < end else (minute >= start) | (minute < end)
-        # the instance's start time tells one day's session from the next
-        begun = np.where(minute >= start, day_start + start * MINUTE, day_start - DAY + start * MINUTE)
-        new = inside & (begun != s["ss_start"][slots, k])
-        s_open = np.where(new, np.nan, s["ss_open"][slots, k])
-        s_hi = np.where(new, np.nan, s["ss_hi"][slots, k])
-        s_lo = np.where(new, np.nan, s["ss_lo"][slots, k])
-        take = inside & real
-        s_open = np.where(take & np.isnan(s_open), o, s_open)
-        s_hi = np.where(take, np.fmax(s_hi, high), s_hi)
-        s_lo = np.where(take, np.fmin(s_lo, low), s_lo)
-        s["ss_start"][slots, k] = np.where(inside, begun, s["ss_start"][slots, k])
-        s["ss_open"][slots, k], s["ss_hi"][slots, k], s["ss_lo"][slots, k] = s_open, s_hi, s_lo
-        # the open of the latest session that began is kept after it ends; high/low only while inside
-        out += [s_open, inside.astype(np.float64), np.where(inside, s_hi, np.nan), np.where(inside, s_lo, np.nan)]
-    return np.stack(out, axis=1)
