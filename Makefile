@@ -31,8 +31,15 @@ $(NODE_STAMP): tests/chain/node/package-lock.json
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+# every section; some: make bench ARGS="throughput memory" (sizes: BENCH_* variables, see benchmarks/)
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:
 	rm -rf $(VENV) data/out .pytest_cache  # data/ keeps the embedded databases: remove it by hand to start afresh

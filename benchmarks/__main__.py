@@ -1,7 +1,7 @@
 """Run every benchmark and print figures, targets and ratios against references measured in the same run.
 
     python -m benchmarks                 # all sections
-    python -m benchmarks throughput      # one or more of: throughput latency indicators streaming structure storage http feed venues
+    python -m benchmarks throughput      # one or more of: throughput latency memory indicators streaming structure storage http feed venues
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 SECTIONS = {
     "throughput": "benchmarks.throughput",
     "latency": "benchmarks.latency",
+    "memory": "benchmarks.memory",
     "indicators": "benchmarks.indicators_vs_talib",
     "streaming": "benchmarks.streaming_vs_talipp",
     "structure": "benchmarks.structure_vs_smc",
