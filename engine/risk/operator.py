@@ -1,17 +1,17 @@
-"""Keyed streaming risk operator: per (market, timeframe) ring buffers feed the batch measures' kernels.
+"""Keyed streaming risk operator: per (market, timeframe) windows, advanced row by row by a compiled kernel.
 
-Each round of ``engine.keyed.rounds`` advances many keys by one bar in one vectorised step; the
-values equal ``engine.risk.measures`` run over each key's gap-free bar series. Gap bars are
-skipped (their rows get NaN) because a filled-in flat bar would fake a zero return.
+The values equal ``engine.risk.measures`` run over each key's gap-free bar series, bit for bit
+(``engine.risk.kernel`` says how). Gap bars are skipped (their rows get NaN) because a filled-in flat
+bar would fake a zero return.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from engine.keyed import KeyedArrayOperator, SlotMap, rounds
+from engine.keyed import KeyedArrayOperator, SlotMap
 from engine.risk import measures as m
-from engine.risk.score import COMPONENTS, check_scales, check_weights, score
+from engine.risk.score import COMPONENTS, DEFAULT_SCALES, DEFAULT_WEIGHTS, check_scales, check_weights
 from schemas.batches import FeatureBatch
 from schemas.errors import ConfigError
 
@@ -26,8 +26,9 @@ def level_label(level: float) -> str:
 class RiskOperator(KeyedArrayOperator):
     """Adds volatility, VaR/CVaR, drawdown, ATR stop and a 0..100 risk score to every closed bar."""
 
+    packed = True  # the kernel takes the state as one record array
     name = "risk"
-    version = "1"
+    version = "2"
 
     def __init__(self, window: int = 100, atr_window: int = 14, stop_atr: float = 2.0,
                  history: int | None = None, levels: tuple[float, ...] = (0.95, 0.99), annualise: bool = False,
@@ -49,6 +50,7 @@ class RiskOperator(KeyedArrayOperator):
                         + [f"{kind}_{level_label(lv)}" for lv in self.levels for kind in ("var", "cvar")]
                         + ["drawdown", "vol_percentile", "risk_score"] + [f"risk_{c}" for c in COMPONENTS])
         self.col = {c: i for i, c in enumerate(self.columns)}
+        self._kernel_args = self._kernel_settings()
         self.keys = SlotMap()
         self.capacity = 0
         self.s: dict[str, np.ndarray] = {}
@@ -61,88 +63,60 @@ class RiskOperator(KeyedArrayOperator):
                 "weights": self.weights, "scales": self.scales}
 
     def _grow(self, capacity: int) -> None:
+        # rings hold their window twice over (see engine.risk.kernel); ret_sorted is the return window sorted
         w = self.window
-        rings = {"ret": (w,), "hl": (w,), "close": (w,), "tr": (self.atr_window,), "vol": (self.history,),
-                 "prev_close": ()}
-        counters = ("n_bar", "n_ret", "n_vol")
-        self.grow_state({**{k: (t, np.float64, np.nan) for k, t in rings.items()},
-                         **{k: ((), np.int64, 0) for k in counters}}, capacity)
+        rings = {"ret": 2 * w, "ret_sorted": w, "hl": 2 * w, "close": 2 * w, "tr": 2 * self.atr_window,
+                 "vol": 2 * self.history}
+        self.grow_state({"prev_close": ((), np.float64, np.nan),
+                         **{k: ((size,), np.float64, np.nan) for k, size in rings.items()},
+                         **{k: ((), np.int64, 0) for k in ("n_bar", "n_ret", "n_vol")}}, capacity)
 
-    def _push(self, rings: dict[str, np.ndarray], count: str, slots: np.ndarray) -> np.ndarray:
-        """Append one value per slot to each ring sharing counter ``count``; return the new counts."""
-        n = self.s[count][slots]
-        for ring, values in rings.items():
-            buf = self.s[ring]
-            buf[slots, n % buf.shape[1]] = values
-        self.s[count][slots] = n + 1
-        return n + 1
+    def _kernel_settings(self) -> tuple:
+        """The settings as the kernel takes them (see ``engine.risk.kernel.risk_rows``)."""
+        w = check_weights(DEFAULT_WEIGHTS if self.weights is None else self.weights)
+        s = check_scales(DEFAULT_SCALES if self.scales is None else self.scales)
+        return (np.array([1.0 - lv for lv in self.levels]), self.levels.index(max(self.levels)), self.stop_atr,
+                self.annualise, float(YEAR_NS), float(m.PARKINSON_DENOM),
+                np.array([100.0 * w[c] for c in COMPONENTS]), np.array([s["var"], s["drawdown"], s["stop"]]))
 
-    def _view(self, ring: str, slots: np.ndarray, n: np.ndarray) -> np.ndarray:
-        """Each slot's ring oldest first, so reductions sum in the same order as the batch form."""
-        size = self.s[ring].shape[1]
-        order = (n[:, None] + np.arange(size)[None, :]) % size
-        return np.take_along_axis(self.s[ring][slots], order, axis=1)
+    def _previous_closes(self, c) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's slot and its key's previous close (NaN for gap rows and a key's first bar); advances the
+        keys' last closes."""
+        from engine.risk.kernel import previous_closes
 
-    def _step(self, slots: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
-              scale: np.ndarray) -> np.ndarray:
-        """Advance each slot by one bar; return the risk columns for these bars."""
-        s, col = self.s, self.col
-        out = np.full((len(slots), len(self.columns)), np.nan)
-        prev = s["prev_close"][slots]
-        s["prev_close"][slots] = close
-        n_bar = self._push({"hl": m.parkinson_term(high, low), "close": close}, "n_bar", slots)
-        has = np.flatnonzero(~np.isnan(prev))
-        if len(has):
-            p = prev[has]
-            self._push({"ret": np.log(close[has] / p), "tr": m.true_range_from(high[has], low[has], p)},
-                       "n_ret", slots[has])
-        n_ret = s["n_ret"][slots]
+        n = len(c)
+        slots, prev = np.empty(n, np.int64), np.empty(n)
+        tf0 = int(c.tf[0])
+        table, _ = self.keys.table(c.markets, tf0)
+        if not previous_closes(table, tf0, c.market, c.tf, slots, c.close, c.gap, self.rows, prev):
+            slots = self.key_slots(c.markets, c.market, c.tf)[2]  # a new key or a second timeframe
+            previous_closes(np.empty(0, np.int64), tf0, c.market, c.tf, slots, c.close, c.gap, self.rows, prev)
+        return slots, prev
 
-        full = np.flatnonzero(n_bar >= self.window)
-        if len(full):
-            sub, n = slots[full], n_bar[full]
-            out[full, col["vol_parkinson"]] = m.parkinson_of(self._view("hl", sub, n)) * scale[full]
-            out[full, col["drawdown"]] = m.drawdown_of(self._view("close", sub, n))
-        ready = np.flatnonzero(n_ret >= self.atr_window)
-        if len(ready):
-            atr = self._view("tr", slots[ready], n_ret[ready]).mean(axis=1)
-            out[ready, col["atr"]] = atr
-            out[ready, col["stop_distance"]] = m.atr_stop_distance(atr, self.stop_atr)
-        ready = np.flatnonzero(n_ret >= self.window)
-        if len(ready):
-            sub = slots[ready]
-            rets = self._view("ret", sub, n_ret[ready])
-            vol = m.volatility_of(rets) * scale[ready]
-            out[ready, col["vol_cc"]] = vol
-            for lv in self.levels:
-                var, cvar = m.var_cvar_of(rets, lv)
-                out[ready, col[f"var_{level_label(lv)}"]] = var
-                out[ready, col[f"cvar_{level_label(lv)}"]] = cvar
-            n_vol = self._push({"vol": vol}, "n_vol", sub)
-            hist = np.flatnonzero(n_vol >= self.history)
-            if len(hist):
-                out[ready[hist], col["vol_percentile"]] = m.percentile_rank_of(
-                    self._view("vol", sub[hist], n_vol[hist]))
-        worst = f"var_{level_label(max(self.levels))}"
-        result = score(out[:, col["vol_percentile"]], out[:, col[worst]], out[:, col["drawdown"]],
-                       out[:, col["stop_distance"]] / close, self.weights, self.scales)
-        out[:, col["risk_score"]] = result.score
-        for c in COMPONENTS:
-            out[:, col[f"risk_{c}"]] = result.components[c]
-        return out
+    @staticmethod
+    def _logs(c, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """ln(close / previous close) and ln(high / low)^2 per row, by numpy as the batch measures take them
+        (NaN on gap rows, which are left out so they raise no warnings)."""
+        if not c.gap.any():
+            return np.log(c.close / prev), m.parkinson_term(c.high, c.low)
+        live = np.flatnonzero(~c.gap)
+        ret, hl = np.full(len(c), np.nan), np.full(len(c), np.nan)
+        ret[live] = np.log(c.close[live] / prev[live])
+        hl[live] = m.parkinson_term(c.high[live], c.low[live])
+        return ret, hl
 
     def update(self, batch: FeatureBatch) -> FeatureBatch:
         """Append the risk columns to a feature batch (rows of any keys, each key in time order)."""
         c = batch.candles
-        extra = np.full((len(c), len(self.columns)), np.nan)
+        out = np.empty((len(c), batch.values.shape[1] + len(self.columns)))
         if len(c):
-            keys, inverse, slots = self.key_slots(c.markets, c.market, c.tf)
-            scale = np.sqrt(YEAR_NS / c.tf.astype(np.float64)) if self.annualise else np.ones(len(c))
-            live = np.flatnonzero(~c.gap)
-            for part in rounds(slots[live]):
-                rows = live[part]
-                extra[rows] = self._step(slots[rows], c.high[rows], c.low[rows], c.close[rows], scale[rows])
-        return FeatureBatch(c, batch.names + self.columns, np.hstack([batch.values, extra]), batch.events)
+            from engine.risk.kernel import risk_rows
+
+            slots, prev = self._previous_closes(c)
+            ret, hl = self._logs(c, prev)
+            risk_rows(slots, c.tf, c.high, c.low, c.close, c.gap, prev, ret, hl, batch.values, out, self.rows,
+                      *self._kernel_args)
+        return FeatureBatch(c, batch.names + self.columns, out, batch.events)
 
     def evict(self, key: tuple[str, int]) -> None:
         """Drop one (market, timeframe_ns) key's state explicitly."""
