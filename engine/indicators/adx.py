@@ -4,22 +4,43 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Indicator, StateSpec
+from engine.indicators.jit import inlined, row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import (
-    DirectionalSums,
-    directional_indicators,
-    linear_recursion,
-)
+from engine.indicators.windows import DirectionalSums, directional_indicators, directional_sums_push
 
 
-def directional_index(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(DX, defined) from DirectionalSums rows; DX is undefined without range or movement."""
-    plus, minus = directional_indicators(sums)
+@inlined
+def directional_index(plus_dm, minus_dm, tr):
+    """(DX, defined) from DirectionalSums; DX is undefined without range or movement."""
+    plus, minus = directional_indicators(plus_dm, minus_dm, tr)
     total = minus + plus
-    defined = (sums[:, 2] != 0) & (total != 0)
-    dx = 100.0 * (np.abs(minus - plus) / np.where(defined, total, 1.0))
-    return dx, defined
+    defined = tr != 0 and total != 0
+    return 100.0 * (abs(minus - plus) / (total if defined else 1.0)), defined
+
+
+@row_kernel
+def adx_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    dm, adx, count, n = h
+    alpha = 1.0 / n
+    for r in range(len(slots)):
+        if gap[r]:
+            continue
+        slot = slots[r]
+        plus_dm, minus_dm, tr = directional_sums_push(dm, slot, highs[r], lows[r], closes[r])
+        dx, defined = directional_index(plus_dm, minus_dm, tr)
+        value, c = adx[slot], count[slot]
+        if not np.isnan(plus_dm):
+            c += 1  # DX values seen
+            if c <= n:  # the seed: the mean of the first n DX values, undefined ones counting 0
+                value = value + (dx if defined else 0.0)
+                if c == n:
+                    value = value / n
+            elif defined:  # then Wilder's smoothing, holding the value over undefined bars
+                # alpha*x + (1-alpha)*y, the update the vectorised form performed
+                value = alpha * dx + (1.0 - alpha) * value
+        adx[slot], count[slot] = value, c
+        out[r, col] = value if c >= n else np.nan
 
 
 @register
@@ -44,32 +65,5 @@ class ADX(Indicator):
     def lookback(self) -> int:
         return 2 * self.params[0] - 1
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        n = self.params[0]
-        alpha = 1.0 / n
-        sums = self.dm.push(slots, bars)
-        dx, defined = directional_index(sums)
-        have = ~np.isnan(sums[:, 0])
-        prev = self.s["adx"][slots]
-        count = self.s["count"][slots] + have  # DX values seen
-        adx = np.where(have & (count <= n), prev + np.where(defined, dx, 0.0), prev)
-        adx = np.where(have & (count == n), adx / n, adx)
-        # alpha*x + (1-alpha)*y is the update lfilter performs in batch: both round alike
-        adx = np.where(have & (count > n) & defined, alpha * dx + (1.0 - alpha) * prev, adx)
-        self.s["adx"][slots] = adx
-        self.s["count"][slots] = count
-        return np.where(count >= n, adx, np.nan)[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        n = self.params[0]
-        out = nan_out(len(bars))
-        if len(bars) < 2 * n:
-            return out
-        dx, defined = directional_index(self.dm.batch(bars))
-        seed = np.cumsum(np.where(defined[n:2 * n], dx[n:2 * n], 0.0))[-1] / n
-        ok = defined[2 * n:]
-        # smooth only the defined DX values, then hold each value over the undefined bars
-        held = np.concatenate(([seed], linear_recursion(dx[2 * n:][ok], 1.0 / n, seed)))
-        out[2 * n - 1, 0] = seed
-        out[2 * n:, 0] = held[np.cumsum(ok)]
-        return out
+    def kernel(self):
+        return adx_rows, (self.dm.handle(), self.s["adx"], self.s["count"], self.params[0])

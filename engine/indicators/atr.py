@@ -4,10 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator
-from engine.indicators.ema import EMAState
+from engine.indicators.base import Indicator
+from engine.indicators.ema import EMAState, ema_push
+from engine.indicators.jit import inlined, row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import PrevBar, ensure_capacity, shift, true_range
+from engine.indicators.scalar import true_range
+from engine.indicators.windows import PrevBar, prev_bar_push
+
+
+@inlined
+def atr_push(h, slot, high, low, close):
+    """ATR of the slot after this bar, NaN in warm-up."""
+    prev, avg, from_first_bar = h
+    _, _, prev_close = prev_bar_push(prev, slot, high, low, close)
+    tr = true_range(high, low, prev_close)
+    if from_first_bar and np.isnan(prev_close):
+        tr = high - low
+    if np.isnan(tr):
+        return np.nan
+    return ema_push(avg, slot, tr)
+
+
+@row_kernel
+def atr_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    for r in range(len(slots)):
+        if not gap[r]:
+            out[r, col] = atr_push(h, slots[r], highs[r], lows[r], closes[r])
 
 
 @register
@@ -37,31 +59,8 @@ class ATR(Indicator):
     def lookback(self) -> int:
         return self.params[0] - 1 if self.from_first_bar else self.params[0]
 
-    def push(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        """ATR of each slot after this bar, NaN in warm-up."""
-        ensure_capacity(self, slots)
-        _, _, prev_close = self.prev.push(slots, bars)
-        tr = true_range(bars.high, bars.low, prev_close)
-        if self.from_first_bar:
-            tr = np.where(np.isnan(prev_close), bars.high - bars.low, tr)
-        out = np.full(len(slots), np.nan)
-        seen = ~np.isnan(tr)
-        out[seen] = self.avg.push(slots[seen], tr[seen])
-        return out
+    def handle(self) -> tuple:
+        return self.prev.handle(), self.avg.handle(), self.from_first_bar
 
-    def series(self, bars: Bars) -> np.ndarray:
-        """Batch ATR as a 1-D array."""
-        tr = true_range(bars.high, bars.low, shift(bars.close))
-        first = 1
-        if self.from_first_bar:
-            tr[:1] = bars.high[:1] - bars.low[:1]
-            first = 0
-        out = np.full(len(bars), np.nan)
-        out[first:] = self.avg.series(tr[first:])
-        return out
-
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        return self.push(slots, bars)[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        return self.series(bars)[:, None]
+    def kernel(self):
+        return atr_rows, self.handle()

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from engine.indicators.base import Bars, Indicator
-from engine.indicators.ema import EMAState
+from engine.indicators.base import Indicator
+from engine.indicators.ema import EMAState, ema_push, ema_push_valid
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import push_where, series_after_nan
+
+
+@row_kernel
+def dema_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    ema1, ema2 = h
+    for r in range(len(slots)):
+        if not gap[r]:
+            e1 = ema_push(ema1, slots[r], closes[r])
+            e2 = ema_push_valid(ema2, slots[r], e1)  # the second EMA starts with the first's values
+            out[r, col] = 2.0 * e1 - e2
 
 
 @register
@@ -27,14 +35,5 @@ class DEMA(Indicator):
     def lookback(self) -> int:
         return 2 * (self.params[0] - 1)
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        e1 = self.ema1.push(slots, bars.close)
-        e2 = push_where(self.ema2, slots, e1, ~np.isnan(e1))
-        return (2.0 * e1 - e2)[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        e1 = self.ema1.series(bars.close)
-        e2 = series_after_nan(self.ema2, e1)
-        e1 *= 2.0  # 2 e1 - e2 in place on the array built here
-        e1 -= e2
-        return e1[:, None]
+    def kernel(self):
+        return dema_rows, (self.ema1.handle(), self.ema2.handle())

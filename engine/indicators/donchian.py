@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, nan_out
+from engine.indicators.base import Indicator
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import RollingWindow, rolling_max, rolling_min
+from engine.indicators.windows import RollingExtreme, extreme_push
 
 
-def _channel(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    return np.column_stack((upper, (upper + lower) / 2.0, lower))
+@row_kernel
+def donchian_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    high_window, low_window = h
+    for r in range(len(slots)):
+        if gap[r]:
+            continue
+        upper, _, full = extreme_push(high_window, slots[r], highs[r])
+        lower, _, _ = extreme_push(low_window, slots[r], lows[r])
+        if full:
+            out[r, col], out[r, col + 1], out[r, col + 2] = upper, (upper + lower) / 2.0, lower
+        else:
+            out[r, col], out[r, col + 1], out[r, col + 2] = np.nan, np.nan, np.nan
 
 
 @register
@@ -26,24 +37,13 @@ class Donchian(Indicator):
     param_types = (int,)
 
     def setup(self) -> None:
-        self.high = RollingWindow(self.params[0])
-        self.low = RollingWindow(self.params[0])
+        self.high = RollingExtreme(self.params[0], largest=True)
+        self.low = RollingExtreme(self.params[0], largest=False)
         self.children = [self.high, self.low]
 
     @property
     def lookback(self) -> int:
         return self.params[0] - 1
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        highs, full = self.high.push(slots, bars.high)
-        lows, _ = self.low.push(slots, bars.low)
-        out = np.full((len(slots), 3), np.nan)
-        out[full] = _channel(highs[full].max(axis=1), lows[full].min(axis=1))
-        return out
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        n = self.params[0]
-        out = nan_out(len(bars), 3)
-        if len(bars) >= n:
-            out[n - 1:] = _channel(rolling_max(bars.high, n), rolling_min(bars.low, n))
-        return out
+    def kernel(self):
+        return donchian_rows, (self.high.handle(), self.low.handle())

@@ -4,66 +4,61 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Indicator, SlotState, StateSpec
+from engine.indicators.jit import inlined, row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import linear_recursion
 
 
-class EMAState(Indicator):
+class EMAState(SlotState):
     """EMA of an arbitrary input series per slot; the primitive behind EMA, MACD, DEMA, TEMA, TRIX.
 
     ``alpha`` defaults to 2/(n+1); Wilder smoothing is the same recursion with alpha 1/n.
     """
 
-    name = "ema_state"
-    defaults = (30,)
-    param_types = (int,)
-
     def __init__(self, period: int = 30, alpha: float | None = None) -> None:
-        super().__init__(period)
+        super().__init__()
+        self.period = period
         self.alpha = 2.0 / (period + 1) if alpha is None else alpha
 
     def state_spec(self) -> StateSpec:
         return {"value": ((), np.float64, 0.0), "count": ((), np.int64, 0)}
 
-    @property
-    def lookback(self) -> int:
-        return self.params[0] - 1
+    def handle(self) -> tuple:
+        return self.s["value"], self.s["count"], self.period, self.alpha
 
-    def push(self, slots: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Feed one value per slot; return the EMA (NaN until ``period`` values were seen)."""
-        if len(slots) and slots.max() >= self.capacity:
-            self.grow(int(slots.max()) + 1)
-        n = self.params[0]
-        value = self.s["value"][slots]
-        count = self.s["count"][slots] + 1
-        warm = count <= n
-        # warm-up accumulates the plain sum; at count == n it becomes the SMA seed
-        summed = value + x
-        seeded = np.where(count == n, summed / n, summed)
-        # the same operations, in the same order, as lfilter's recursion in ``series``: both forms
-        # then agree bit for bit, which matters where EMAs are subtracted (MACD, TRIX)
-        smoothed = self.alpha * x - value * (self.alpha - 1.0)
-        value = np.where(warm, seeded, smoothed)
-        self.s["value"][slots] = value
-        self.s["count"][slots] = count
-        return np.where(count >= n, value, np.nan)
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        return self.push(slots, bars.close)[:, None]
+@inlined
+def ema_push(h, slot, x):
+    """Feed one value to the slot's EMA; return the EMA (NaN until ``period`` values were seen)."""
+    value, count, n, alpha = h
+    v = value[slot]
+    c = count[slot] + 1
+    if c <= n:  # warm-up accumulates the plain sum; at count == n it becomes the SMA seed
+        v = v + x
+        if c == n:
+            v = v / n
+    else:
+        # the operations, in the order, of the recursion the vectorised forms ran (scipy's lfilter)
+        v = alpha * x - v * (alpha - 1.0)
+    value[slot] = v
+    count[slot] = c
+    return v if c >= n else np.nan
 
-    def series(self, x: np.ndarray) -> np.ndarray:
-        """Batch EMA of ``x`` (1-D), NaN before the seed."""
-        n = self.params[0]
-        out = np.full(len(x), np.nan)
-        if len(x) >= n:
-            seed = np.cumsum(x[:n])[-1] / n  # sequential, as the streaming warm-up sums
-            out[n - 1] = seed
-            out[n:] = linear_recursion(x[n:], self.alpha, seed)
-        return out
 
-    def batch(self, bars: Bars) -> np.ndarray:
-        return self.series(bars.close)[:, None]
+@inlined
+def ema_push_valid(h, slot, x):
+    """``ema_push`` for chained smoothers: a NaN input (the previous stage in warm-up) leaves the
+    slot's EMA untouched and gives NaN."""
+    if np.isnan(x):
+        return np.nan
+    return ema_push(h, slot, x)
+
+
+@row_kernel
+def ema_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    for r in range(len(slots)):
+        if not gap[r]:
+            out[r, col] = ema_push(h, slots[r], closes[r])
 
 
 @register
@@ -82,10 +77,5 @@ class EMA(Indicator):
     def lookback(self) -> int:
         return self.params[0] - 1
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        return self.ema.push(slots, bars.close)[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        out = nan_out(len(bars))
-        out[:, 0] = self.ema.series(bars.close)
-        return out
+    def kernel(self):
+        return ema_rows, self.ema.handle()

@@ -5,14 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.jit import inlined, row_kernel
+from engine.indicators.numpy_batch import rolling_sum, varying_linear_recursion, window_counts
 from engine.indicators.registry import register
-from engine.indicators.windows import (
-    RollingSums,
-    RollingWindow,
-    rolling_sum,
-    varying_linear_recursion,
-    window_counts,
-)
+from engine.indicators.windows import RollingSums, RollingWindow, rolling_sums_push, rolling_sums_value, window_push
 from schemas.errors import IndicatorSpecError
 
 FAST = 2.0 / (2 + 1)
@@ -31,9 +27,37 @@ def smoothing_constant(change: np.ndarray, path: np.ndarray, moves: np.ndarray) 
     return sc * sc
 
 
-def _moves(move: np.ndarray) -> np.ndarray:
-    """Columns summed over the window: |close move| and whether it moved at all."""
-    return np.column_stack((move, (move != 0.0).astype(np.float64)))
+@inlined
+def _smoothing_constant(change, path, moves):
+    """``smoothing_constant`` of one bar."""
+    sc = abs(change / path)
+    if moves == 0 or path <= change:
+        sc = 1.0
+    sc = sc * (FAST - SLOW) + SLOW
+    return sc * sc
+
+
+@row_kernel
+def kama_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    window_h, path, prev, kama = h
+    closes_ago = window_h[0]
+    for r in range(len(slots)):
+        if gap[r]:
+            continue
+        slot, x = slots[r], closes[r]
+        p = prev[slot]
+        prev[slot] = x
+        # the first bar has no move; its 0 leaves the window before the first output
+        move = 0.0 if np.isnan(p) else abs(x - p)
+        start, ready = window_push(window_h, slot, x)  # oldest entry: the close n bars ago
+        rolling_sums_push(path, slot, (move, 1.0 if move != 0.0 else 0.0))
+        sc = _smoothing_constant(x - closes_ago[slot, start], rolling_sums_value(path, slot, 0),
+                                 rolling_sums_value(path, slot, 1))
+        k = kama[slot]
+        # seeded with the close just before the first output (TA-Lib), then the adaptive recursion
+        k = x if np.isnan(k) and not np.isnan(closes_ago[slot, start + 1]) else (x - k) * sc + k
+        kama[slot] = k
+        out[r, col] = k if ready else np.nan
 
 
 @register
@@ -52,8 +76,8 @@ class KAMA(Indicator):
 
     def setup(self) -> None:
         n = self.params[0]
-        self.closes = RollingWindow(n + 1)  # oldest entry: the close n bars ago
-        self.path = RollingSums(n, 2)
+        self.closes = RollingWindow(n + 1)
+        self.path = RollingSums(n, 2)  # |close move| and whether it moved at all
         self.children = [self.closes, self.path]
 
     def state_spec(self) -> StateSpec:
@@ -63,30 +87,17 @@ class KAMA(Indicator):
     def lookback(self) -> int:
         return self.params[0]
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        x = bars.close
-        prev = self.s["prev"][slots]
-        self.s["prev"][slots] = x
-        # the first bar has no move; its 0 leaves the window before the first output, as in batch
-        move = np.where(np.isnan(prev), 0.0, np.abs(x - prev))
-        rows, ready = self.closes.push(slots, x)
-        sums, _ = self.path.push(slots, _moves(move))
-        sc = smoothing_constant(x - rows[:, 0], sums[:, 0], sums[:, 1])
-        kama = self.s["kama"][slots]
-        # seeded with the close just before the first output (TA-Lib), then the adaptive recursion
-        seeding = np.isnan(kama) & ~np.isnan(rows[:, 1])
-        kama = np.where(seeding, x, (x - kama) * sc + kama)
-        self.s["kama"][slots] = kama
-        return np.where(ready, kama, np.nan)[:, None]
+    def kernel(self):
+        return kama_rows, (self.closes.handle(), self.path.handle(), self.s["prev"], self.s["kama"])
 
     def batch(self, bars: Bars) -> np.ndarray:
+        """The numpy form (see ``engine.indicators.numpy_batch``); within 1e-12 of the kernel."""
         n = self.params[0]
         x = bars.close
         out = nan_out(len(x))
         if len(x) <= n:
             return out
         move = np.abs(np.diff(x))
-        # nothing downstream cancels, so the cheap cumsum window sum does (the flat test is exact)
         path = rolling_sum(move, n)
         moves = window_counts(move != 0.0, n)[n - 1:]
         sc = smoothing_constant(x[n:] - x[:-n], path, moves)

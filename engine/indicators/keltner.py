@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.atr import ATR
-from engine.indicators.base import Bars, Indicator
-from engine.indicators.ema import EMAState
+from engine.indicators.atr import ATR, atr_push
+from engine.indicators.base import Indicator
+from engine.indicators.ema import EMAState, ema_push
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
+
+
+@row_kernel
+def keltner_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    ema, atr_h, multiplier = h
+    for r in range(len(slots)):
+        if gap[r]:
+            continue
+        slot, close = slots[r], closes[r]
+        middle = ema_push(ema, slot, close)
+        width = multiplier * atr_push(atr_h, slot, highs[r], lows[r], close)
+        if np.isnan(width):
+            out[r, col], out[r, col + 1], out[r, col + 2] = np.nan, np.nan, np.nan
+        else:
+            out[r, col], out[r, col + 1], out[r, col + 2] = middle + width, middle, middle - width
 
 
 @register
@@ -40,16 +56,7 @@ class Keltner(Indicator):
 
     @property
     def lookback(self) -> int:
-        return max(self.ema.lookback, self.atr.lookback)
+        return max(self.ema.period - 1, self.atr.lookback)
 
-    def _bands(self, middle: np.ndarray, atr: np.ndarray) -> np.ndarray:
-        width = self.params[2] * atr
-        out = np.column_stack((middle + width, middle, middle - width))
-        out[np.isnan(width)] = np.nan
-        return out
-
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        return self._bands(self.ema.push(slots, bars.close), self.atr.push(slots, bars))
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        return self._bands(self.ema.series(bars.close), self.atr.series(bars))
+    def kernel(self):
+        return keltner_rows, (self.ema.handle(), self.atr.handle(), float(self.params[2]))

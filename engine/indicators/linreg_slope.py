@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, nan_out
+from engine.indicators.base import Indicator
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import RollingWindow
+from engine.indicators.windows import RollingWindow, window_push
 from schemas.errors import IndicatorSpecError
 
 
-def _centred_dot(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """sum(w_j * (row_j - row_0)) per streamed row, added in order j = 0..n-1."""
-    return np.cumsum((rows - rows[:, :1]) * weights, axis=1)[:, -1]
-
-
-def _sliding_centred_dot(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Batch twin of ``_centred_dot`` for every full window of ``x``: the same products, added in
-    the same order, so a slope near zero comes out bit for bit as streamed."""
-    m = len(x) - len(weights) + 1
-    first = x[:m]
-    total = np.zeros(m)
-    for j, w in enumerate(weights):  # over offsets in the window; each step spans all windows
-        term = x[j:j + m] - first
-        term *= w
-        total += term
-    return total
+@row_kernel
+def linreg_slope_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    window, offsets, denominator = h
+    buf, n = window[0], window[0].shape[1] // 2
+    for r in range(len(slots)):
+        if gap[r]:
+            continue
+        slot = slots[r]
+        start, full = window_push(window, slot, closes[r])
+        if full:
+            # sum(w_j * (x_j - x_0)) over the window x, added in order j = 0..n-1
+            first = buf[slot, start]
+            total = (first - first) * offsets[0]
+            for j in range(1, n):
+                total += (buf[slot, start + j] - first) * offsets[j]
+            out[r, col] = total / denominator
+        else:
+            out[r, col] = np.nan
 
 
 @register
@@ -55,13 +58,5 @@ class LinRegSlope(Indicator):
     def lookback(self) -> int:
         return self.params[0] - 1
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        rows, full = self.window.push(slots, bars.close)
-        return np.where(full, _centred_dot(rows, self.offsets) / self.denominator, np.nan)[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        n = self.params[0]
-        out = nan_out(len(bars))
-        if len(bars) >= n:
-            out[n - 1:, 0] = _sliding_centred_dot(bars.close, self.offsets) / self.denominator
-        return out
+    def kernel(self):
+        return linreg_slope_rows, (self.window.handle(), self.offsets, self.denominator)

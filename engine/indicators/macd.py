@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
-from engine.indicators.ema import EMAState
+from engine.indicators.base import Indicator, StateSpec
+from engine.indicators.ema import EMAState, ema_push, ema_push_valid
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import push_where, series_after_nan
 from schemas.errors import IndicatorSpecError
+
+
+@row_kernel
+def macd_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    fast, slow, signal, count, fast_skip = h
+    for r in range(len(slots)):
+        if gap[r]:
+            continue
+        slot, x = slots[r], closes[r]
+        c = count[slot] + 1
+        count[slot] = c
+        s = ema_push(slow, slot, x)
+        f = ema_push(fast, slot, x) if c > fast_skip else np.nan
+        line = f - s
+        sig = ema_push_valid(signal, slot, line)
+        if np.isnan(sig):  # like TA-Lib, nothing until the signal exists
+            out[r, col], out[r, col + 1], out[r, col + 2] = np.nan, np.nan, np.nan
+        else:
+            out[r, col], out[r, col + 1], out[r, col + 2] = line, sig, line - sig
 
 
 @register
@@ -41,35 +60,6 @@ class MACD(Indicator):
     def lookback(self) -> int:
         return self.params[1] - 1 + self.params[2] - 1
 
-    @staticmethod
-    def _outputs(line: np.ndarray, signal: np.ndarray) -> np.ndarray:
-        out = np.column_stack([line, signal, line - signal])
-        out[np.isnan(signal)] = np.nan  # like TA-Lib, nothing until the signal exists
-        return out
-
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        count = self.s["count"][slots] + 1
-        self.s["count"][slots] = count
-        slow = self.slow.push(slots, bars.close)
-        fast = push_where(self.fast, slots, bars.close, count > self.fast_skip)
-        line = fast - slow
-        signal = push_where(self.signal, slots, line, ~np.isnan(line))
-        return self._outputs(line, signal)
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        close = bars.close
-        if len(close) <= self.fast_skip:
-            return nan_out(len(close), 3)
-        skip = self.fast_skip
-        # fast - slow built in the slow EMA's array (NaN where the fast EMA has not started)
-        line = self.slow.series(close)
-        line[:skip] = np.nan
-        np.subtract(self.fast.series(close[skip:]), line[skip:], out=line[skip:])
-        signal = series_after_nan(self.signal, line)
-        # ``_outputs`` written straight into the result
-        out = np.empty((len(close), 3))
-        out[:, 0] = line
-        out[:, 1] = signal
-        np.subtract(line, signal, out=out[:, 2])
-        out[np.isnan(signal)] = np.nan
-        return out
+    def kernel(self):
+        return macd_rows, (self.fast.handle(), self.slow.handle(), self.signal.handle(), self.s["count"],
+                           self.fast_skip)

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, nan_out
+from engine.indicators.base import Indicator
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import RollingWindow
+from engine.indicators.windows import RollingWindow, window_push
+
+
+@row_kernel
+def mom_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    for r in range(len(slots)):
+        if not gap[r]:
+            close = closes[r]
+            start, full = window_push(h, slots[r], close)  # oldest entry: the close n bars ago
+            out[r, col] = close - h[0][slots[r], start] if full else np.nan
 
 
 @register
@@ -18,19 +28,12 @@ class MOM(Indicator):
     param_types = (int,)
 
     def setup(self) -> None:
-        self.closes = RollingWindow(self.params[0] + 1)  # oldest entry: the close n bars ago
+        self.closes = RollingWindow(self.params[0] + 1)
         self.children = [self.closes]
 
     @property
     def lookback(self) -> int:
         return self.params[0]
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        rows, full = self.closes.push(slots, bars.close)
-        return np.where(full, bars.close - rows[:, 0], np.nan)[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        n = self.params[0]
-        out = nan_out(len(bars))
-        out[n:, 0] = bars.close[n:] - bars.close[:-n]
-        return out
+    def kernel(self):
+        return mom_rows, self.closes.handle()

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from engine.indicators.atr import ATR
-from engine.indicators.base import Bars, Indicator
+from engine.indicators.atr import ATR, atr_push
+from engine.indicators.base import Indicator
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
 
 
-def _percent_of_close(atr: np.ndarray, close: np.ndarray) -> np.ndarray:
-    # TA-Lib gives 0 for a zero close; atr * 0.0 keeps the warm-up NaN
-    nonzero = close != 0
-    return np.where(nonzero, (atr / np.where(nonzero, close, 1.0)) * 100.0, atr * 0.0)
+@row_kernel
+def natr_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    for r in range(len(slots)):
+        if not gap[r]:
+            close = closes[r]
+            atr = atr_push(h, slots[r], highs[r], lows[r], close)
+            # TA-Lib gives 0 for a zero close; atr * 0.0 keeps the warm-up NaN
+            out[r, col] = (atr / close) * 100.0 if close != 0 else atr * 0.0
 
 
 @register
@@ -31,8 +34,5 @@ class NATR(Indicator):
     def lookback(self) -> int:
         return self.atr.lookback
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        return _percent_of_close(self.atr.push(slots, bars), bars.close)[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        return _percent_of_close(self.atr.series(bars), bars.close)[:, None]
+    def kernel(self):
+        return natr_rows, self.atr.handle()

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec
+from engine.indicators.base import Indicator, StateSpec
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import PrevBar
+from engine.indicators.windows import PrevBar, prev_bar_push
 
 
-def _signed_volume(close: np.ndarray, prev_close: np.ndarray, volume: np.ndarray) -> np.ndarray:
-    return np.sign(close - prev_close) * volume
+@row_kernel
+def obv_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    prev, obv = h
+    for r in range(len(slots)):
+        if gap[r]:
+            continue
+        slot = slots[r]
+        close, volume = closes[r], volumes[r]
+        _, _, prev_close = prev_bar_push(prev, slot, highs[r], lows[r], close)
+        if np.isnan(prev_close):
+            value = volume
+        else:
+            value = obv[slot] + np.sign(close - prev_close) * volume
+        obv[slot] = value
+        out[r, col] = value
 
 
 @register
@@ -30,15 +44,5 @@ class OBV(Indicator):
     def lookback(self) -> int:
         return 0
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        _, _, prev_close = self.prev.push(slots, bars)
-        obv = np.where(np.isnan(prev_close), bars.volume,
-                       self.s["obv"][slots] + _signed_volume(bars.close, prev_close, bars.volume))
-        self.s["obv"][slots] = obv
-        return obv[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        steps = np.empty(len(bars))
-        steps[:1] = bars.volume[:1]
-        steps[1:] = _signed_volume(bars.close[1:], bars.close[:-1], bars.volume[1:])
-        return np.cumsum(steps)[:, None]  # sequential, so the same additions as streaming
+    def kernel(self):
+        return obv_rows, (self.prev.handle(), self.s["obv"])

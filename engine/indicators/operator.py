@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator
+from engine.indicators.base import Indicator
 from engine.indicators.registry import parse_specs
-from engine.keyed import SlotMap, rounds, row_keys
+from engine.indicators.rows import Rows
+from engine.keyed import SlotMap, row_keys
 from engine.operator import pack_state, unpack_state
 from schemas.batches import CandleBatch, FeatureBatch
 
 
 class IndicatorOperator:
-    """Advances every configured indicator by each closed candle, one vectorised step per bar boundary.
+    """Advances every configured indicator by each closed candle: one compiled call per indicator per
+    batch, walking the rows in order (each key sees its bars in order).
 
     Gap candles (no trades) leave indicator state untouched and get NaN values.
     """
 
     name = "indicators"
-    version = "1"
+    version = "2"  # 2: the row kernels' state (ring positions, tracked window extremes)
 
     def __init__(self, specs: str | list[str]) -> None:
         text = specs if isinstance(specs, str) else ",".join(specs)
@@ -30,19 +32,24 @@ class IndicatorOperator:
     def update(self, batch: CandleBatch) -> FeatureBatch:
         values = np.full((len(batch), len(self.names)), np.nan)
         if len(batch):
-            keys, inverse = row_keys(batch.markets, batch.market, batch.tf)
-            slots = self.keys.lookup(keys)[inverse]
-            live = np.flatnonzero(~batch.gap)
-            for part in rounds(slots[live]):
-                rows = live[part]
-                bars = Bars(batch.open_ts[rows], batch.open[rows], batch.high[rows], batch.low[rows],
-                            batch.close[rows], batch.volume[rows])
-                col = 0
-                for ind in self.indicators:
-                    out = ind.update(slots[rows], bars)
-                    values[rows, col:col + out.shape[1]] = out
-                    col += out.shape[1]
+            rows = Rows.of(self._slots(batch), batch.gap, batch.open_ts, batch.high, batch.low, batch.close,
+                           batch.volume)
+            col = 0
+            for ind in self.indicators:
+                ind.run(rows, values, col)
+                col += len(ind.outputs)
         return FeatureBatch(batch, list(self.names), values)
+
+    def _slots(self, batch: CandleBatch) -> np.ndarray:
+        """The slot of each row, allocating slots for new keys."""
+        tf0 = int(batch.tf[0])
+        if (batch.tf == tf0).all():  # the common case: one timeframe, every key known
+            table, _ranks = self.keys.table(batch.markets, tf0)
+            slots = table[batch.market]
+            if slots.min() >= 0:
+                return slots
+        keys, inverse = row_keys(batch.markets, batch.market, batch.tf)
+        return self.keys.lookup(keys)[inverse]
 
     def flush(self) -> None:
         """Nothing is pending: every closed candle was already computed."""

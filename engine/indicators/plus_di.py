@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from engine.indicators.base import Bars, Indicator
+from engine.indicators.base import Indicator
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import DirectionalSums, directional_indicators
+from engine.indicators.windows import DirectionalSums, directional_indicators, directional_sums_push
+
+
+@row_kernel
+def directional_indicator_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    dm, side = h
+    for r in range(len(slots)):
+        if not gap[r]:
+            plus_dm, minus_dm, tr = directional_sums_push(dm, slots[r], highs[r], lows[r],
+                                                          closes[r])
+            out[r, col] = directional_indicators(plus_dm, minus_dm, tr)[side]
 
 
 @register
@@ -26,8 +35,5 @@ class PlusDI(Indicator):
     def lookback(self) -> int:
         return self.params[0]
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        return directional_indicators(self.dm.push(slots, bars))[self.side][:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        return directional_indicators(self.dm.batch(bars))[self.side][:, None]
+    def kernel(self):
+        return directional_indicator_rows, (self.dm.handle(), self.side)

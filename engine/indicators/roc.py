@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, nan_out
+from engine.indicators.base import Indicator
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import RollingWindow
+from engine.indicators.scalar import percent_change
+from engine.indicators.windows import RollingWindow, window_push
 
 
-def percent_change(new: np.ndarray, old: np.ndarray) -> np.ndarray:
-    """100 * (new - old) / old, 0 where old is 0 (TA-Lib's convention), NaN where old is NaN."""
-    # subtracting first keeps small changes exact instead of losing digits in ``new/old - 1``
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(old != 0.0, 100.0 * (new - old) / old, 0.0)
+@row_kernel
+def roc_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    for r in range(len(slots)):
+        if not gap[r]:
+            close = closes[r]
+            start, full = window_push(h, slots[r], close)  # oldest entry: the close n bars ago
+            out[r, col] = percent_change(close, h[0][slots[r], start]) if full else np.nan
 
 
 @register
@@ -25,19 +29,12 @@ class ROC(Indicator):
     param_types = (int,)
 
     def setup(self) -> None:
-        self.closes = RollingWindow(self.params[0] + 1)  # oldest entry: the close n bars ago
+        self.closes = RollingWindow(self.params[0] + 1)
         self.children = [self.closes]
 
     @property
     def lookback(self) -> int:
         return self.params[0]
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        rows, full = self.closes.push(slots, bars.close)
-        return np.where(full, percent_change(bars.close, rows[:, 0]), np.nan)[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        n = self.params[0]
-        out = nan_out(len(bars))
-        out[n:, 0] = percent_change(bars.close[n:], bars.close[:-n])
-        return out
+    def kernel(self):
+        return roc_rows, self.closes.handle()

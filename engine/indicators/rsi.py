@@ -4,17 +4,36 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
-from engine.indicators.ema import EMAState
+from engine.indicators.base import Indicator, StateSpec
+from engine.indicators.ema import EMAState, ema_push
+from engine.indicators.jit import inlined, row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import push_where
+from engine.indicators.scalar import maximum
 
 
-def rsi_from_averages(gain: np.ndarray, loss: np.ndarray) -> np.ndarray:
-    """100 * gain / (gain + loss); 0 for a history without any move, as TA-Lib answers."""
-    total = gain + loss
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total != 0.0, 100.0 * (gain / total), 0.0)
+@inlined
+def rsi_push(h, slot, close):
+    """RSI of the slot after this close; NaN in warm-up."""
+    prev, gain, loss = h
+    p = prev[slot]
+    prev[slot] = close
+    if np.isnan(p):  # the first bar only supplies a previous close
+        return np.nan
+    change = close - p
+    g = ema_push(gain, slot, maximum(change, 0.0))
+    l_ = ema_push(loss, slot, maximum(-change, 0.0))
+    if np.isnan(g):
+        return np.nan
+    total = g + l_
+    # 0 for a history without any move, as TA-Lib answers
+    return 100.0 * (g / total) if total != 0.0 else 0.0
+
+
+@row_kernel
+def rsi_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    for r in range(len(slots)):
+        if not gap[r]:
+            out[r, col] = rsi_push(h, slots[r], closes[r])
 
 
 @register
@@ -38,27 +57,8 @@ class RSI(Indicator):
     def lookback(self) -> int:
         return self.params[0]
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        prev = self.s["prev"][slots]
-        self.s["prev"][slots] = bars.close
-        change = bars.close - prev
-        moved = ~np.isnan(prev)
-        gain = push_where(self.gain, slots, np.maximum(change, 0.0), moved)
-        loss = push_where(self.loss, slots, np.maximum(-change, 0.0), moved)
-        return np.where(np.isnan(gain), np.nan, rsi_from_averages(gain, loss))[:, None]
+    def handle(self) -> tuple:
+        return self.s["prev"], self.gain.handle(), self.loss.handle()
 
-    def batch(self, bars: Bars) -> np.ndarray:
-        out = nan_out(len(bars))
-        change = np.diff(bars.close)
-        gain = self.gain.series(np.maximum(change, 0.0))
-        np.negative(change, out=change)
-        loss = self.loss.series(np.maximum(change, 0.0, out=change))
-        # ``rsi_from_averages`` in place: warm-up NaNs stay NaN (their total is NaN, not 0)
-        total = loss
-        total += gain
-        rsi = out[1:, 0]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            np.divide(gain, total, out=rsi)
-        rsi *= 100.0
-        rsi[total == 0.0] = 0.0
-        return out
+    def kernel(self):
+        return rsi_rows, self.handle()

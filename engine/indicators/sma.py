@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, nan_out
+from engine.indicators.base import Indicator
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import RollingSum, rolling_sum
+from engine.indicators.windows import RollingSum, rolling_sum_push
+
+
+@row_kernel
+def sma_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    n = h[0].shape[1]
+    for r in range(len(slots)):
+        if not gap[r]:
+            total, full = rolling_sum_push(h, slots[r], closes[r])
+            out[r, col] = total / n if full else np.nan
 
 
 @register
@@ -25,13 +35,5 @@ class SMA(Indicator):
     def lookback(self) -> int:
         return self.params[0] - 1
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        total, full = self.sum.push(slots, bars.close)
-        return np.where(full, total / self.params[0], np.nan)[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        out = nan_out(len(bars))
-        n = self.params[0]
-        if len(bars) >= n:
-            np.divide(rolling_sum(bars.close, n), n, out=out[n - 1:, 0])
-        return out
+    def kernel(self):
+        return sma_rows, self.sum.handle()

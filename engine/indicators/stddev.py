@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, nan_out
+from engine.indicators.base import Indicator
+from engine.indicators.jit import row_kernel
+from engine.indicators.reductions import sum_scratch
 from engine.indicators.registry import register
-from engine.indicators.windows import RollingWindow, mean_pstd, sliding_mean_pstd
+from engine.indicators.windows import RollingWindow, mean_pstd, window_push
+
+
+@row_kernel
+def stddev_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    window, nbdev, scratch = h
+    buf, n = window[0], window[0].shape[1] // 2
+    for r in range(len(slots)):
+        if not gap[r]:
+            start, full = window_push(window, slots[r], closes[r])
+            out[r, col] = mean_pstd(buf, slots[r], start, n, scratch)[1] * nbdev if full else np.nan
 
 
 @register
@@ -20,20 +32,11 @@ class StdDev(Indicator):
     def setup(self) -> None:
         self.window = RollingWindow(self.params[0])
         self.children = [self.window]
+        self.scratch = sum_scratch()  # working memory of the kernel, not state
 
     @property
     def lookback(self) -> int:
         return self.params[0] - 1
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        rows, full = self.window.push(slots, bars.close)
-        _mean, sd = mean_pstd(rows)
-        return np.where(full, sd * self.params[1], np.nan)[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        n = self.params[0]
-        out = nan_out(len(bars))
-        if len(bars) >= n:
-            _mean, sd = sliding_mean_pstd(bars.close, n)
-            np.multiply(sd, self.params[1], out=out[n - 1:, 0])
-        return out
+    def kernel(self):
+        return stddev_rows, (self.window.handle(), float(self.params[1]), self.scratch)

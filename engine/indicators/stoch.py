@@ -4,22 +4,44 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, nan_out
+from engine.indicators.base import Indicator
+from engine.indicators.jit import inlined, row_kernel
 from engine.indicators.registry import register
 from engine.indicators.windows import (
+    RollingExtreme,
     RollingSum,
-    RollingWindow,
-    rolling_max,
-    rolling_min,
-    running_sums,
+    extreme_push,
+    rolling_sum_push,
 )
 
 
-def fast_k(close: np.ndarray, highest: np.ndarray, lowest: np.ndarray) -> np.ndarray:
+@inlined
+def fast_k(close, highest, lowest):
     """100 * (close - lowest) / (highest - lowest); 0 for a flat window (as TA-Lib)."""
     diff = (highest - lowest) / 100.0
-    flat = diff == 0
-    return np.where(flat, 0.0, (close - lowest) / np.where(flat, 1.0, diff))
+    return 0.0 if diff == 0 else (close - lowest) / diff
+
+
+@row_kernel
+def stoch_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    high_window, low_window, k_sum, d_sum, slowk, slowd = h
+    for r in range(len(slots)):
+        if gap[r]:
+            continue
+        slot = slots[r]
+        out[r, col], out[r, col + 1] = np.nan, np.nan
+        highest, _, full = extreme_push(high_window, slot, highs[r])
+        lowest, _, _ = extreme_push(low_window, slot, lows[r])
+        if not full:
+            continue
+        k = fast_k(closes[r], highest, lowest)
+        k_total, k_full = rolling_sum_push(k_sum, slot, k)
+        if not k_full:
+            continue
+        slow_k = k_total / slowk
+        d_total, d_full = rolling_sum_push(d_sum, slot, slow_k)
+        if d_full:
+            out[r, col], out[r, col + 1] = slow_k, d_total / slowd
 
 
 @register
@@ -33,8 +55,8 @@ class Stoch(Indicator):
 
     def setup(self) -> None:
         fastk, slowk, slowd = self.params
-        self.high = RollingWindow(fastk)
-        self.low = RollingWindow(fastk)
+        self.high = RollingExtreme(fastk, largest=True)
+        self.low = RollingExtreme(fastk, largest=False)
         self.k_sum = RollingSum(slowk)
         self.d_sum = RollingSum(slowd)
         self.children = [self.high, self.low, self.k_sum, self.d_sum]
@@ -44,29 +66,7 @@ class Stoch(Indicator):
         fastk, slowk, slowd = self.params
         return fastk + slowk + slowd - 3
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
+    def kernel(self):
         _, slowk, slowd = self.params
-        highs, full = self.high.push(slots, bars.high)
-        lows, _ = self.low.push(slots, bars.low)
-        out = np.full((len(slots), 2), np.nan)
-        rows = np.flatnonzero(full)
-        k = fast_k(bars.close[rows], highs[rows].max(axis=1), lows[rows].min(axis=1))
-        k_total, k_full = self.k_sum.push(slots[rows], k)
-        rows, slow_k = rows[k_full], k_total[k_full] / slowk
-        d_total, d_full = self.d_sum.push(slots[rows], slow_k)
-        rows = rows[d_full]
-        out[rows, 0] = slow_k[d_full]
-        out[rows, 1] = d_total[d_full] / slowd
-        return out
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        fastk, slowk, slowd = self.params
-        out = nan_out(len(bars), 2)
-        if len(bars) <= self.lookback:
-            return out
-        k = fast_k(bars.close[fastk - 1:], rolling_max(bars.high, fastk), rolling_min(bars.low, fastk))
-        slow_k = running_sums(k, slowk)[slowk - 1:] / slowk
-        slow_d = running_sums(slow_k, slowd)[slowd - 1:] / slowd
-        out[self.lookback:, 0] = slow_k[slowd - 1:]
-        out[self.lookback:, 1] = slow_d
-        return out
+        return stoch_rows, (self.high.handle(), self.low.handle(), self.k_sum.handle(), self.d_sum.handle(),
+                            slowk, slowd)

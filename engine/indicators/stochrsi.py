@@ -4,27 +4,49 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, nan_out
+from engine.indicators.base import Indicator
+from engine.indicators.jit import inlined, row_kernel
 from engine.indicators.registry import register
-from engine.indicators.rsi import RSI
+from engine.indicators.rsi import RSI, rsi_push
+from engine.indicators.scalar import near_zero
 from engine.indicators.windows import (
+    RollingExtreme,
     RollingSums,
-    RollingWindow,
-    near_zero,
-    rolling_max,
-    rolling_min,
-    running_sums,
+    extreme_push,
+    rolling_sums_push,
+    rolling_sums_value,
 )
 
 
-def fast_k(value: np.ndarray, highest: np.ndarray, lowest: np.ndarray) -> np.ndarray:
+@inlined
+def fast_k(value, highest, lowest):
     """Position of ``value`` in [lowest, highest] as 0..100; 0 for a flat window, as TA-Lib."""
     # A flat price run leaves the RSI constant only up to rounding, so "flat" is TA-Lib's scaled
     # dead zone rather than an exact tie; otherwise rounding noise would swing %K across 0..100.
     span = highest - lowest
-    flat = near_zero(span, np.abs(highest) + np.abs(lowest))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(flat, 0.0, (value - lowest) / span * 100.0)
+    if near_zero(span, abs(highest) + abs(lowest)):
+        return 0.0
+    return (value - lowest) / span * 100.0
+
+
+@row_kernel
+def stochrsi_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    rsi_h, highest_h, lowest_h, d_sum, fastd = h
+    for r in range(len(slots)):
+        if gap[r]:
+            continue
+        slot = slots[r]
+        out[r, col], out[r, col + 1] = np.nan, np.nan
+        rsi = rsi_push(rsi_h, slot, closes[r])
+        if np.isnan(rsi):
+            continue
+        highest, _, full = extreme_push(highest_h, slot, rsi)
+        lowest, _, _ = extreme_push(lowest_h, slot, rsi)
+        if not full:
+            continue
+        k = fast_k(rsi, highest, lowest)
+        if rolling_sums_push(d_sum, slot, (k,)):
+            out[r, col], out[r, col + 1] = k, rolling_sums_value(d_sum, slot, 0) / fastd
 
 
 @register
@@ -39,38 +61,16 @@ class StochRSI(Indicator):
     def setup(self) -> None:
         period, fastk, fastd = self.params
         self.rsi = RSI(period)
-        self.window = RollingWindow(fastk)
+        self.highest = RollingExtreme(fastk, largest=True)
+        self.lowest = RollingExtreme(fastk, largest=False)
         self.d_sum = RollingSums(fastd)
-        self.children = [self.rsi, self.window, self.d_sum]
+        self.children = [self.rsi, self.highest, self.lowest, self.d_sum]
 
     @property
     def lookback(self) -> int:
         period, fastk, fastd = self.params
         return period + fastk - 1 + fastd - 1
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        out = nan_out(len(slots), 2)
-        rsi = self.rsi.step(slots, bars)[:, 0]
-        has_rsi = np.flatnonzero(~np.isnan(rsi))  # positions in ``slots``
-        if not len(has_rsi):
-            return out
-        rows, full = self.window.push(slots[has_rsi], rsi[has_rsi])
-        has_k = has_rsi[full]
-        if len(has_k):
-            k = fast_k(rsi[has_k], rows[full].max(axis=1), rows[full].min(axis=1))
-            total, ready = self.d_sum.push(slots[has_k], k[:, None])
-            out[has_k[ready], 0] = k[ready]
-            out[has_k[ready], 1] = total[ready, 0] / self.params[2]
-        return out
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        period, fastk, fastd = self.params
-        out = nan_out(len(bars), 2)
-        start = self.lookback
-        if len(bars) <= start:
-            return out
-        rsi = self.rsi.batch(bars)[period:, 0]
-        k = fast_k(rsi[fastk - 1:], rolling_max(rsi, fastk), rolling_min(rsi, fastk))
-        out[start:, 0] = k[fastd - 1:]
-        out[start:, 1] = running_sums(k, fastd)[fastd - 1:] / fastd
-        return out
+    def kernel(self):
+        return stochrsi_rows, (self.rsi.handle(), self.highest.handle(), self.lowest.handle(), self.d_sum.handle(),
+                                self.params[2])

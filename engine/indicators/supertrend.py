@@ -4,9 +4,42 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.atr import ATR
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.atr import ATR, atr_push
+from engine.indicators.base import Indicator, StateSpec
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
+
+
+@row_kernel
+def supertrend_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    atr_h, upper_s, lower_s, direction_s, close_s, multiplier = h
+    for r in range(len(slots)):
+        if gap[r]:
+            continue
+        slot, high, low, close = slots[r], highs[r], lows[r], closes[r]
+        atr = atr_push(atr_h, slot, high, low, close)
+        prev_close = close_s[slot]
+        close_s[slot] = close
+        if np.isnan(atr):
+            out[r, col], out[r, col + 1] = np.nan, np.nan
+            continue
+        mid = (high + low) / 2.0
+        width = multiplier * atr
+        basic_upper, basic_lower = mid + width, mid - width
+        prev_upper, prev_lower, prev_dir = upper_s[slot], lower_s[slot], direction_s[slot]
+        if prev_dir == 0:  # the first valid bar: a downtrend unless the close is above the upper band
+            upper, lower = basic_upper, basic_lower
+            direction = -1.0 if close <= upper else 1.0
+        else:
+            # bands only tighten while the previous close stays inside them
+            upper = basic_upper if basic_upper < prev_upper or prev_close > prev_upper else prev_upper
+            lower = basic_lower if basic_lower > prev_lower or prev_close < prev_lower else prev_lower
+            if prev_dir < 0:
+                direction = 1.0 if close > upper else -1.0
+            else:
+                direction = -1.0 if close < lower else 1.0
+        upper_s[slot], lower_s[slot], direction_s[slot] = upper, lower, direction
+        out[r, col], out[r, col + 1] = lower if direction > 0 else upper, direction
 
 
 @register
@@ -35,58 +68,7 @@ class Supertrend(Indicator):
     def lookback(self) -> int:
         return self.atr.lookback
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
+    def kernel(self):
         s = self.s
-        atr = self.atr.push(slots, bars)
-        mid = (bars.high + bars.low) / 2.0
-        width = self.params[1] * atr
-        basic_upper, basic_lower = mid + width, mid - width
-        close, prev_close = bars.close, s["close"][slots]
-        prev_upper, prev_lower = s["upper"][slots], s["lower"][slots]
-        prev_dir = s["direction"][slots]
-        started = prev_dir != 0
-        upper = np.where(~started | (basic_upper < prev_upper) | (prev_close > prev_upper),
-                         basic_upper, prev_upper)
-        lower = np.where(~started | (basic_lower > prev_lower) | (prev_close < prev_lower),
-                         basic_lower, prev_lower)
-        direction = np.where(prev_dir < 0, np.where(close > upper, 1.0, -1.0),
-                             np.where(close < lower, -1.0, 1.0))
-        direction = np.where(started, direction, np.where(close <= upper, -1.0, 1.0))
-        ready = ~np.isnan(atr)
-        s["upper"][slots] = np.where(ready, upper, prev_upper)
-        s["lower"][slots] = np.where(ready, lower, prev_lower)
-        s["direction"][slots] = np.where(ready, direction, prev_dir)
-        s["close"][slots] = close
-        out = np.column_stack((np.where(direction > 0, lower, upper), direction))
-        out[~ready] = np.nan
-        return out
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        out = nan_out(len(bars), 2)
-        start = self.lookback
-        if len(bars) <= start:
-            return out
-        atr = self.atr.series(bars)
-        mid = (bars.high + bars.low) / 2.0
-        width = self.params[1] * atr
-        basic_upper, basic_lower = (mid + width).tolist(), (mid - width).tolist()
-        close = bars.close.tolist()
-        upper, lower = basic_upper[start], basic_lower[start]
-        direction = -1.0 if close[start] <= upper else 1.0
-        line, trend = [lower if direction > 0 else upper], [direction]
-        # each band depends on its own previous value and the trend on both: a loop over time
-        for i in range(start + 1, len(close)):
-            bu, bl, c, pc = basic_upper[i], basic_lower[i], close[i], close[i - 1]
-            if bu < upper or pc > upper:
-                upper = bu
-            if bl > lower or pc < lower:
-                lower = bl
-            if direction < 0:
-                direction = 1.0 if c > upper else -1.0
-            else:
-                direction = -1.0 if c < lower else 1.0
-            line.append(lower if direction > 0 else upper)
-            trend.append(direction)
-        out[start:, 0] = line
-        out[start:, 1] = trend
-        return out
+        return supertrend_rows, (self.atr.handle(), s["upper"], s["lower"], s["direction"], s["close"],
+                                 float(self.params[1]))

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from engine.indicators.base import Bars, Indicator
-from engine.indicators.ema import EMAState
+from engine.indicators.base import Indicator
+from engine.indicators.ema import EMAState, ema_push, ema_push_valid
+from engine.indicators.jit import inlined, row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import push_where, series_after_nan
+
+
+@inlined
+def triple_ema_push(h, slot, x):
+    """(EMA, EMA of EMA, EMA of that) of the slot; each stage starts with its input's first value."""
+    ema1, ema2, ema3 = h
+    e1 = ema_push(ema1, slot, x)
+    e2 = ema_push_valid(ema2, slot, e1)
+    return e1, e2, ema_push_valid(ema3, slot, e2)
+
+
+@row_kernel
+def tema_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    for r in range(len(slots)):
+        if not gap[r]:
+            e1, e2, e3 = triple_ema_push(h, slots[r], closes[r])
+            out[r, col] = 3.0 * e1 - 3.0 * e2 + e3
 
 
 @register
@@ -27,19 +42,5 @@ class TEMA(Indicator):
     def lookback(self) -> int:
         return 3 * (self.params[0] - 1)
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        e1 = self.emas[0].push(slots, bars.close)
-        e2 = push_where(self.emas[1], slots, e1, ~np.isnan(e1))
-        e3 = push_where(self.emas[2], slots, e2, ~np.isnan(e2))
-        return (3.0 * e1 - 3.0 * e2 + e3)[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        e1 = self.emas[0].series(bars.close)
-        e2 = series_after_nan(self.emas[1], e1)
-        e3 = series_after_nan(self.emas[2], e2)
-        # 3 e1 - 3 e2 + e3 in place on the arrays built here (same operations, no temporaries)
-        e1 *= 3.0
-        e2 *= 3.0
-        e1 -= e2
-        e1 += e3
-        return e1[:, None]
+    def kernel(self):
+        return tema_rows, tuple(e.handle() for e in self.emas)

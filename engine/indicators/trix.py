@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Indicator, StateSpec
 from engine.indicators.ema import EMAState
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
-from engine.indicators.roc import percent_change
-from engine.indicators.windows import push_where, series_after_nan
+from engine.indicators.scalar import percent_change
+from engine.indicators.tema import triple_ema_push
+
+
+@row_kernel
+def trix_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    emas, prev = h
+    for r in range(len(slots)):
+        if not gap[r]:
+            slot = slots[r]
+            e3 = triple_ema_push(emas, slot, closes[r])[2]
+            old = prev[slot]
+            prev[slot] = e3
+            out[r, col] = percent_change(e3, old)  # NaN while the previous value is NaN
 
 
 @register
@@ -31,19 +44,5 @@ class TRIX(Indicator):
     def lookback(self) -> int:
         return 3 * (self.params[0] - 1) + 1
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        e1 = self.emas[0].push(slots, bars.close)
-        e2 = push_where(self.emas[1], slots, e1, ~np.isnan(e1))
-        e3 = push_where(self.emas[2], slots, e2, ~np.isnan(e2))
-        prev = self.s["prev"][slots]
-        self.s["prev"][slots] = e3
-        return percent_change(e3, prev)[:, None]  # NaN while prev is NaN
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        e3 = self.emas[0].series(bars.close)
-        for ema in self.emas[1:]:
-            e3 = series_after_nan(ema, e3)
-        out = nan_out(len(bars))
-        if len(bars) > 1:
-            out[1:, 0] = percent_change(e3[1:], e3[:-1])
-        return out
+    def kernel(self):
+        return trix_rows, (tuple(e.handle() for e in self.emas), self.s["prev"])

@@ -4,13 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, StateSpec, nan_out
+from engine.indicators.base import Indicator, StateSpec
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
 from schemas.errors import IndicatorSpecError
 
 _DAY_MINUTES = 1440
 _NS_PER_MINUTE = 60_000_000_000
 _NO_SESSION = np.iinfo(np.int64).min
+
+
+@row_kernel
+def vwap_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    session_s, pv_s, volume_s, session_ns = h
+    for r in range(len(slots)):
+        if gap[r]:
+            continue
+        slot, volume = slots[r], volumes[r]
+        session = ts[r] // session_ns
+        new = session != session_s[slot]
+        tp = (highs[r] + lows[r] + closes[r]) / 3.0
+        pv = (0.0 if new else pv_s[slot]) + tp * volume
+        traded = (0.0 if new else volume_s[slot]) + volume
+        session_s[slot], pv_s[slot], volume_s[slot] = session, pv, traded
+        out[r, col] = pv / traded if traded != 0 else np.nan
 
 
 @register
@@ -40,37 +57,6 @@ class VWAP(Indicator):
     def lookback(self) -> int:
         return 0
 
-    def _session(self, ts: np.ndarray) -> np.ndarray:
-        return np.asarray(ts, np.int64) // (self.params[0] * _NS_PER_MINUTE)
-
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
+    def kernel(self):
         s = self.s
-        session = self._session(bars.ts)
-        new = session != s["session"][slots]
-        tp = (bars.high + bars.low + bars.close) / 3.0
-        pv = np.where(new, 0.0, s["pv"][slots]) + tp * bars.volume
-        volume = np.where(new, 0.0, s["volume"][slots]) + bars.volume
-        s["session"][slots] = session
-        s["pv"][slots] = pv
-        s["volume"][slots] = volume
-        traded = volume != 0
-        return np.where(traded, pv / np.where(traded, volume, 1.0), np.nan)[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        out = nan_out(len(bars))
-        if not len(bars):
-            return out
-        session = self._session(bars.ts)
-        tp = (bars.high + bars.low + bars.close) / 3.0
-        # lay sessions out as rows of a zero-padded matrix so one cumsum along the rows restarts at
-        # every session and adds in the same order as the streaming form
-        starts = np.concatenate(([True], session[1:] != session[:-1]))
-        row = np.cumsum(starts) - 1
-        col = np.arange(len(bars)) - np.flatnonzero(starts)[row]
-        padded = np.zeros((row[-1] + 1, col.max() + 1, 2))
-        padded[row, col, 0] = tp * bars.volume
-        padded[row, col, 1] = bars.volume
-        sums = np.cumsum(padded, axis=1)[row, col]
-        traded = sums[:, 1] != 0
-        out[traded, 0] = sums[traded, 0] / sums[traded, 1]
-        return out
+        return vwap_rows, (s["session"], s["pv"], s["volume"], self.params[0] * _NS_PER_MINUTE)

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.indicators.base import Bars, Indicator, nan_out
+from engine.indicators.base import Indicator
+from engine.indicators.jit import row_kernel
 from engine.indicators.registry import register
-from engine.indicators.windows import RollingWindow, rolling_max, rolling_min
+from engine.indicators.windows import RollingExtreme, extreme_push
 
 
-def williams_r(close: np.ndarray, highest: np.ndarray, lowest: np.ndarray) -> np.ndarray:
-    """-100 * (highest - close) / (highest - lowest); 0 for a flat window (as TA-Lib)."""
-    diff = (highest - lowest) / -100.0
-    flat = diff == 0
-    return np.where(flat, 0.0, (highest - close) / np.where(flat, 1.0, diff))
+@row_kernel
+def willr_rows(slots, gap, ts, highs, lows, closes, volumes, out, col, h):
+    high_window, low_window = h
+    for r in range(len(slots)):
+        if gap[r]:
+            continue
+        highest, _, full = extreme_push(high_window, slots[r], highs[r])
+        lowest, _, _ = extreme_push(low_window, slots[r], lows[r])
+        if full:
+            # -100 * (highest - close) / (highest - lowest); 0 for a flat window (as TA-Lib)
+            diff = (highest - lowest) / -100.0
+            out[r, col] = 0.0 if diff == 0 else (highest - closes[r]) / diff
+        else:
+            out[r, col] = np.nan
 
 
 @register
@@ -25,24 +35,13 @@ class WillR(Indicator):
     param_types = (int,)
 
     def setup(self) -> None:
-        self.high = RollingWindow(self.params[0])
-        self.low = RollingWindow(self.params[0])
+        self.high = RollingExtreme(self.params[0], largest=True)
+        self.low = RollingExtreme(self.params[0], largest=False)
         self.children = [self.high, self.low]
 
     @property
     def lookback(self) -> int:
         return self.params[0] - 1
 
-    def step(self, slots: np.ndarray, bars: Bars) -> np.ndarray:
-        highs, full = self.high.push(slots, bars.high)
-        lows, _ = self.low.push(slots, bars.low)
-        r = williams_r(bars.close, highs.max(axis=1), lows.min(axis=1))
-        return np.where(full, r, np.nan)[:, None]
-
-    def batch(self, bars: Bars) -> np.ndarray:
-        n = self.params[0]
-        out = nan_out(len(bars))
-        if len(bars) >= n:
-            out[n - 1:, 0] = williams_r(bars.close[n - 1:], rolling_max(bars.high, n),
-                                        rolling_min(bars.low, n))
-        return out
+    def kernel(self):
+        return willr_rows, (self.high.handle(), self.low.handle())
