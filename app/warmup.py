@@ -38,10 +38,11 @@ def _fingerprint() -> dict:
     """What the cached kernels depend on: numba's version and the kernel sources (numba recompiles on change)."""
     import numba
 
-    import engine.structure
-    sources = sorted(Path(engine.structure.__file__).parent.glob("*.py"))
+    import engine
+    root = Path(engine.__file__).parent
+    sources = sorted(root.rglob("*.py"))  # every compiled kernel lives under engine/
     return {"numba": numba.__version__, "python": sys.version.split()[0],
-            "sources": {p.name: [p.stat().st_mtime_ns, p.stat().st_size] for p in sources}}
+            "sources": {str(p.relative_to(root)): [p.stat().st_mtime_ns, p.stat().st_size] for p in sources}}
 
 
 def warm_if_cold(config: PipelineConfig | None = None, log=None) -> bool:
