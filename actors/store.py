@@ -12,6 +12,7 @@ from pathlib import Path
 
 import ray
 
+import engine.structure.events  # noqa: F401  (it makes the ids of event columns when records are read)
 from actors.metrics import StoreMetrics
 from connectors.storage import rows
 from engine.sinks.jsonl import record_dict

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -249,8 +250,19 @@ class EventBatch:
     confirmed_ts: np.ndarray  # int64, close time of the bar that confirmed it
     price: np.ndarray  # float64
     meta: np.ndarray  # float64 (rows, META_WIDTH): the kind's meta values in order, NaN after them
-    id: np.ndarray  # 'S16' ids (any string dtype for events read back from records)
+    id: np.ndarray | None  # 'S16' ids (any string dtype for events read back from records); None: not made yet
     _records: list | None = field(default=None, repr=False, compare=False)
+    # how ids are made from the other columns, set by engine.structure.events (ids are hashes of the columns,
+    # made only where someone reads them: records, the sinks, ties in the canonical order)
+    derive_ids: ClassVar[Callable[["EventBatch"], np.ndarray] | None] = None
+
+    def ids_array(self) -> np.ndarray:
+        """The ids, made from the columns on first use."""
+        if self.id is None:
+            if EventBatch.derive_ids is None:
+                raise RuntimeError("event ids are made by engine.structure.events; import it first")
+            self.id = EventBatch.derive_ids(self) if len(self) else np.empty(0, "S16")
+        return self.id
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -284,7 +296,8 @@ class EventBatch:
 
     def take(self, idx) -> "EventBatch":
         return EventBatch(self.markets, self.market[idx], self.tf[idx], self.kind[idx], self.ts[idx],
-                          self.confirmed_ts[idx], self.price[idx], self.meta[idx], self.id[idx])
+                          self.confirmed_ts[idx], self.price[idx], self.meta[idx],
+                          None if self.id is None else self.id[idx])
 
     @classmethod
     def concat(cls, batches: list["EventBatch"]) -> "EventBatch":
@@ -298,12 +311,16 @@ class EventBatch:
             markets, idx = first, [b.market for b in batches]
         else:
             markets, idx = _concat_markets(batches)
-        ids = [b.id for b in batches]
-        if len({i.dtype for i in ids}) > 1:
-            ids = [i.astype(str) for i in ids]
+        if all(b.id is None for b in batches):
+            ids = None
+        else:
+            parts = [b.ids_array() for b in batches]
+            if len({i.dtype for i in parts}) > 1:
+                parts = [i.astype(str) for i in parts]
+            ids = np.concatenate(parts)
         return cls(markets, np.concatenate(idx).astype(np.int32, copy=False),
                    *(np.concatenate([getattr(b, c) for b in batches])
-                     for c in ("tf", "kind", "ts", "confirmed_ts", "price", "meta")), np.concatenate(ids))
+                     for c in ("tf", "kind", "ts", "confirmed_ts", "price", "meta")), ids)
 
     def of_kinds(self, codes) -> "EventBatch":
         """The events whose kind code is in ``codes``."""
@@ -322,10 +339,29 @@ class EventBatch:
         tfs, tf_idx = np.unique(self.tf, return_inverse=True)
         labels = [format_timeframe(int(t)) for t in tfs]
         tf_rank = np.argsort(np.argsort(np.array(labels, dtype=object)))[tf_idx.reshape(-1)] if len(tfs) else tf_idx
-        return np.lexsort((self.id, tf_rank, _KIND_TEXT_RANK[self.kind], m_rank, self.confirmed_ts))
+        keys = (tf_rank, _KIND_TEXT_RANK[self.kind], m_rank, self.confirmed_ts)
+        order = np.lexsort(keys)
+        # only events equal on every other key need their ids (the last key): make ids for those alone
+        tied = np.zeros(len(order), bool)
+        if len(order) > 1:
+            same = np.ones(len(order) - 1, bool)
+            for k in keys:
+                ks = k[order]
+                same &= ks[1:] == ks[:-1]
+            tied[1:] |= same
+            tied[:-1] |= same
+        if not tied.any():
+            return order
+        rows = order[tied]
+        sub = self.take(rows)
+        ids = sub.ids_array() if self.id is None else self.id[rows]
+        group = np.cumsum(np.r_[True, ~same])[tied]  # one number per run of tied events, in sorted order
+        order[tied] = rows[np.lexsort((ids, group))]
+        return order
 
     def ids(self) -> list[str]:
-        return self.id.astype(str).tolist() if self.id.dtype.kind == "S" else [str(i) for i in self.id.tolist()]
+        ids = self.ids_array()
+        return ids.astype(str).tolist() if ids.dtype.kind == "S" else [str(i) for i in ids.tolist()]
 
     def to_records(self) -> list:
         """StructureEvent records, made once and kept (the batch is not changed after it is built)."""

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+import engine.structure.events  # noqa: F401  (it makes the ids of event columns when records are read)
 from schemas.batches import CandleBatch, EventBatch, FeatureBatch, SignalBatch
 from schemas.records import (
     Candle,

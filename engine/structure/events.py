@@ -90,3 +90,59 @@ def event_columns(markets: list[str], market: np.ndarray, tf: np.ndarray, kind: 
     return EventBatch(markets, market.astype(np.int32), tf.astype(np.int64, copy=False), kind.astype(np.int16),
                       ts.astype(np.int64, copy=False), confirmed.astype(np.int64, copy=False),
                       price.astype(np.float64, copy=False), full, ids)
+
+
+def _id_families() -> tuple[np.ndarray, np.ndarray, np.ndarray, list, list]:
+    """Per kind code: its id family, its prefix code and its step code (see ``derive_ids``)."""
+    from schemas.batches import KIND_NAMES
+    family, prefix, step = (np.zeros(len(KIND_NAMES), np.int64) for _ in range(3))
+    prefixes: list[str] = []
+    steps: list[str] = []
+    for code, name in enumerate(KIND_NAMES):
+        for fam, head in ((1, "fvg_"), (2, "ob_"), (3, "liquidity_")):
+            if name.startswith(head):
+                side, _, rest = name[len(head):].partition("_")
+                pre, st = head + side, rest
+                break
+        else:
+            fam, pre, st = 0, name, ""
+        if pre not in prefixes:
+            prefixes.append(pre)
+        if st not in steps:
+            steps.append(st)
+        family[code], prefix[code], step[code] = fam, prefixes.index(pre), steps.index(st)
+    return family, prefix, step, prefixes, steps
+
+
+_FAMILY, _PREFIX, _STEP, _PREFIXES, _STEPS = _id_families()
+
+
+def derive_ids(batch: EventBatch) -> np.ndarray:
+    """Every event's id from its columns, equal to the ids the operators have always given:
+
+    swings and breaks   stable_id(market, tf, kind, ts)
+    fair value gaps     stable_id(stable_id(market, tf, "fvg_bull"|"fvg_bear", ts), step)
+    order blocks        stable_id(stable_id(market, tf, "ob_bull"|"ob_bear", ts, break_ts), step)
+    liquidity pools     stable_id(stable_id(market, tf, "liquidity_high"|"liquidity_low", ts), step, members)
+    """
+    from engine.ids import stable_ids
+    from schemas.batches import KIND_NAMES
+
+    out = np.empty(len(batch), "S16")
+    family = _FAMILY[batch.kind]
+    for fam in np.unique(family).tolist():
+        rows = np.flatnonzero(family == fam)
+        market, tf, kind, ts = batch.market[rows], batch.tf[rows], batch.kind[rows], batch.ts[rows]
+        tf_code, labels = timeframe_codes(tf)
+        head = [(market, batch.markets), (tf_code, labels)]
+        if fam == 0:
+            out[rows] = stable_ids(*head, (kind, KIND_NAMES), ts)
+            continue
+        extra = (batch.meta[rows, 6].astype(np.int64),) if fam == 2 else ()  # the order block's break_ts
+        parent = stable_ids(*head, (_PREFIX[kind], _PREFIXES), ts, *extra)
+        tail = (batch.meta[rows, 0].astype(np.int64),) if fam == 3 else ()  # the pool's members
+        out[rows] = stable_ids(parent, (_STEP[kind], _STEPS), *tail)
+    return out
+
+
+EventBatch.derive_ids = staticmethod(derive_ids)

@@ -32,9 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ids import stable_ids
 from engine.keyed import KeyedArrayOperator, SlotMap
-from engine.structure.events import event_columns, event_order, timeframe_codes
+from engine.structure.events import event_columns, event_order
 from schemas.batches import KIND_CODE, EventBatch, FeatureBatch
 from schemas.errors import ConfigError
 
@@ -55,11 +54,8 @@ def _events(markets: list[str], ints: np.ndarray, floats: np.ndarray) -> EventBa
     gap_id = stable_id(market, tf, kind, ts); id = stable_id(gap_id, step).
     """
     m, tf, confirmed, d, step, ts, joined = ints
-    tf_code, labels = timeframe_codes(tf)
-    gap_ids = stable_ids((m, markets), (tf_code, labels), (d, _KINDS), ts)
-    ids = stable_ids(gap_ids, (step, _STEPS))
     meta = np.column_stack([floats[1], floats[2], joined.astype(np.float64)])
-    return event_columns(markets, m, tf, _FIRST_CODE + d * len(_STEPS) + step, ts, confirmed, floats[0], meta, ids)
+    return event_columns(markets, m, tf, _FIRST_CODE + d * len(_STEPS) + step, ts, confirmed, floats[0], meta, None)
 
 
 class FVGOperator(KeyedArrayOperator):

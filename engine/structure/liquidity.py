@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ids import stable_ids
 from engine.keyed import KeyedArrayOperator, SlotMap
-from engine.structure.events import event_columns, event_order, timeframe_codes
+from engine.structure.events import event_columns, event_order
 from engine.structure.ranges import (
     DEFAULT_SESSIONS,
     PERIOD_COLUMNS,
@@ -57,12 +56,9 @@ def _events(markets: list[str], ints: np.ndarray, floats: np.ndarray) -> EventBa
     pool_id = stable_id(market, tf, kind, ts); id = stable_id(pool_id, step, members).
     """
     m, tf, confirmed, d, step, ts, members = ints
-    tf_code, labels = timeframe_codes(tf)
-    pool_ids = stable_ids((m, markets), (tf_code, labels), (d, _KINDS), ts)
-    ids = stable_ids(pool_ids, (step, _STEPS), members)
     # meta: members, anchor, tolerance, top, bottom
     meta = np.column_stack([members.astype(np.float64), floats[1:5].T])
-    return event_columns(markets, m, tf, _FIRST_CODE + d * len(_STEPS) + step, ts, confirmed, floats[0], meta, ids)
+    return event_columns(markets, m, tf, _FIRST_CODE + d * len(_STEPS) + step, ts, confirmed, floats[0], meta, None)
 
 
 def _canonical_markets(markets: list[str]) -> np.ndarray | None:

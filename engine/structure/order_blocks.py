@@ -37,9 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ids import stable_ids
 from engine.keyed import KeyedArrayOperator, SlotMap
-from engine.structure.events import event_columns, event_order, timeframe_codes
+from engine.structure.events import event_columns, event_order
 from schemas.batches import KIND_CODE, EventBatch, FeatureBatch
 from schemas.errors import ConfigError
 
@@ -63,12 +62,9 @@ def _events(markets: list[str], ints: np.ndarray, floats: np.ndarray) -> EventBa
     block_id = stable_id(market, tf, kind, ts, break_ts); id = stable_id(block_id, step).
     """
     m, tf, confirmed, d, step, ts = ints
-    tf_code, labels = timeframe_codes(tf)
-    block_ids = stable_ids((m, markets), (tf_code, labels), (d, _KINDS), ts, floats[7].astype(np.int64))
-    ids = stable_ids(block_ids, (step, _STEPS))
     # meta: top, bottom, volume, balance, level, choch, break_ts
     return event_columns(markets, m, tf, _FIRST_CODE + d * len(_STEPS) + step, ts, confirmed, floats[0],
-                         floats[1:8].T, ids)
+                         floats[1:8].T, None)
 
 
 class OrderBlockOperator(KeyedArrayOperator):

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ids import stable_ids
 from engine.keyed import KeyedArrayOperator, SlotMap
-from engine.structure.events import event_columns, event_order, timeframe_codes
+from engine.structure.events import event_columns, event_order
 from schemas.batches import KIND_CODE, EventBatch, FeatureBatch
 
 STRUCTURE_COLUMNS = ["swing_high", "swing_low", "last_swing_high", "last_swing_low", "trend", "bos", "choch"]
@@ -86,12 +85,10 @@ class SwingOperator(KeyedArrayOperator):
     def _events(self, markets: list[str], ints: np.ndarray, floats: np.ndarray) -> EventBatch:
         """Events from the kernel's event fields (already in order); id = stable_id(market, tf, kind, ts)."""
         kind, ts, market, tf, confirmed = ints
-        tf_code, labels = timeframe_codes(tf)
-        ids = stable_ids((market, markets), (tf_code, labels), (kind, _KINDS), ts)
         swing = kind <= 1
         meta = np.where(swing[:, None], np.array([[self.left, self.right]], np.float64),
                         np.column_stack([floats[1], np.full(len(ts), np.nan)]))
-        return event_columns(markets, market, tf, _CODES[kind], ts, confirmed, floats[0], meta, ids)
+        return event_columns(markets, market, tf, _CODES[kind], ts, confirmed, floats[0], meta, None)
 
     def settings(self) -> dict:
         return {"left": self.left, "right": self.right, "break_by": self.break_by}
