@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from engine.pipeline import RunResult, run_in_process
 from engine.sources.synthetic import DEFAULT_START_NS, synthetic_trades
 from schemas.batches import TradeBatch
@@ -63,5 +65,8 @@ class Outcome:
 
 def outcome(result: RunResult, warm_candles: int = 0) -> Outcome:
     """``result`` without the warm-up markets' signals, events and candles."""
-    return Outcome([s.id for s in result.signals if not s.market.startswith(PREFIX)],
-                   sum(1 for e in result.events if not e.market.startswith(PREFIX)), result.candles - warm_candles)
+    signals, events = result.signal_batch, result.event_batch  # columns: counting needs no records
+    mine = np.array([not m.startswith(PREFIX) for m in signals.markets] or [True])
+    ids = signals.id[mine[signals.market]].astype(str).tolist() if len(signals) else []
+    measured = np.array([not m.startswith(PREFIX) for m in events.markets] or [True])
+    return Outcome(ids, int(measured[events.market].sum()) if len(events) else 0, result.candles - warm_candles)

@@ -103,11 +103,12 @@ class RunResult:
         self._events: list[StructureEvent] | None = None
         self.candles, self.trades = candles, trades
         self.stats = dict(stats or {})
+        self._sort_signals = self._sort_events = False
 
     def add_signals(self, signals: SignalBatch | list) -> None:
         if len(signals):
             self._signal_parts.append(signals)
-            self._signals = None
+            self._signals, self._sort_signals = None, bool(self._sort_signals)
 
     def add_events(self, events: EventBatch) -> None:
         if len(events):
@@ -115,10 +116,23 @@ class RunResult:
             self._events = None
 
     @property
+    def signal_batch(self) -> SignalBatch | list:
+        """Every signal, as columns when every part is columns, in canonical order once finished."""
+        if self._sort_signals or len(self._signal_parts) > 1:
+            if all(isinstance(p, SignalBatch) for p in self._signal_parts):
+                batch = SignalBatch.concat(self._signal_parts)
+                self._signal_parts = [batch.take(batch.order()) if self._sort_signals else batch] if len(batch) else []
+            else:
+                records = [s for part in self._signal_parts for s in part]
+                self._signal_parts = [sorted(records, key=signal_order) if self._sort_signals else records]
+            self._sort_signals = False
+        return self._signal_parts[0] if self._signal_parts else SignalBatch.empty()
+
+    @property
     def signals(self) -> list[Signal]:
         """Every signal as a record, in canonical order once finished."""
         if self._signals is None:
-            self._signals = [s for part in self._signal_parts for s in part]
+            self._signals = list(self.signal_batch)
         return self._signals
 
     @property
@@ -126,10 +140,18 @@ class RunResult:
         return sum(len(p) for p in self._signal_parts)
 
     @property
+    def n_events(self) -> int:
+        return sum(len(p) for p in self._event_parts)
+
+    @property
     def event_batch(self) -> EventBatch:
         """Every event as columns, in canonical order once finished."""
         if len(self._event_parts) != 1:
             self._event_parts = [EventBatch.concat(self._event_parts)]
+        if self._sort_events:
+            batch = self._event_parts[0]
+            self._event_parts = [batch.take(batch.order())]
+            self._sort_events = False
         return self._event_parts[0]
 
     @property
@@ -140,16 +162,10 @@ class RunResult:
         return self._events
 
     def finish(self) -> "RunResult":
-        if all(isinstance(p, SignalBatch) for p in self._signal_parts):
-            batch = SignalBatch.concat(self._signal_parts)
-            self._signal_parts = [batch.take(batch.order())] if len(batch) else []
-            self._signals = None
-        else:
-            self._signal_parts = [sorted(self.signals, key=signal_order)]
-            self._signals = None
-        batch = self.event_batch
-        self._event_parts = [batch.take(batch.order())]
-        self._events = None
+        """Put signals and events in canonical order (done when they are first read: a run that only counts
+        them never sorts)."""
+        self._sort_signals = self._sort_events = True
+        self._signals = self._events = None
         return self
 
 
