@@ -87,9 +87,9 @@ def event_columns(markets: list[str], market: np.ndarray, tf: np.ndarray, kind: 
     n = len(ts)
     full = np.full((n, META_WIDTH), np.nan)
     full[:, :meta.shape[1]] = meta
-    return EventBatch(markets, market.astype(np.int32), tf.astype(np.int64, copy=False), kind.astype(np.int16),
-                      ts.astype(np.int64, copy=False), confirmed.astype(np.int64, copy=False),
-                      price.astype(np.float64, copy=False), full, ids)
+    # copies: the fields are often views of a kernel's event buffers, which the next batch reuses
+    return EventBatch(markets, market.astype(np.int32), tf.astype(np.int64), kind.astype(np.int16),
+                      ts.astype(np.int64), confirmed.astype(np.int64), price.astype(np.float64), full, ids)
 
 
 def _id_families() -> tuple[np.ndarray, np.ndarray, np.ndarray, list, list]:
