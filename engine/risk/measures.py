@@ -7,14 +7,16 @@ and is NaN until its window is full (or while the window holds a NaN). Quantiles
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from engine import libm
 from schemas.errors import ConfigError
 
-PARKINSON_DENOM = 4.0 * np.log(2.0)
+PARKINSON_DENOM = 4.0 * math.log(2.0)
 
 
 def check_window(window: int, minimum: int = 1, what: str = "window") -> int:
@@ -58,7 +60,7 @@ def log_returns(close: np.ndarray) -> np.ndarray:
     """ln(close[i] / close[i-1]); NaN at bar 0."""
     close = np.asarray(close, np.float64)
     out = np.full(len(close), np.nan)
-    out[1:] = np.log(close[1:] / close[:-1])
+    out[1:] = libm.log(close[1:] / close[:-1])
     return out
 
 
@@ -76,7 +78,7 @@ def rolling_volatility(returns: np.ndarray, window: int, bars_per_year: float | 
 
 def parkinson_term(high: np.ndarray, low: np.ndarray) -> np.ndarray:
     """ln(high/low)^2 per bar, the quantity Parkinson's estimator averages."""
-    return np.log(np.asarray(high, np.float64) / np.asarray(low, np.float64)) ** 2
+    return libm.log(np.asarray(high, np.float64) / np.asarray(low, np.float64)) ** 2
 
 
 def parkinson_of(windows: np.ndarray, scale: float = 1.0) -> np.ndarray:

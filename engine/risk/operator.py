@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine import libm
 from engine.keyed import KeyedArrayOperator, SlotMap
 from engine.risk import measures as m
 from engine.risk.score import COMPONENTS, DEFAULT_SCALES, DEFAULT_WEIGHTS, check_scales, check_weights
@@ -95,13 +96,13 @@ class RiskOperator(KeyedArrayOperator):
 
     @staticmethod
     def _logs(c, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """ln(close / previous close) and ln(high / low)^2 per row, by numpy as the batch measures take them
+        """ln(close / previous close) and ln(high / low)^2 per row, as the batch measures take them
         (NaN on gap rows, which are left out so they raise no warnings)."""
         if not c.gap.any():
-            return np.log(c.close / prev), m.parkinson_term(c.high, c.low)
+            return libm.log(c.close / prev), m.parkinson_term(c.high, c.low)
         live = np.flatnonzero(~c.gap)
         ret, hl = np.full(len(c), np.nan), np.full(len(c), np.nan)
-        ret[live] = np.log(c.close[live] / prev[live])
+        ret[live] = libm.log(c.close[live] / prev[live])
         hl[live] = m.parkinson_term(c.high[live], c.low[live])
         return ret, hl
 

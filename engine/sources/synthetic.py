@@ -7,8 +7,11 @@ the flow; sizes are log-normal around a fixed notional; buys lean towards up-tic
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from engine import libm
 from schemas.batches import SIDE_BUY, SIDE_SELL, TradeBatch
 from schemas.errors import ConfigError
 
@@ -39,11 +42,11 @@ def synthetic_trades(n_markets: int, n_trades: int, seed: int, start_ns: int = D
     names = market_names(n_markets)
     out = TradeBatch(names, np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n), np.empty(n),
                      np.empty(n, np.int8), np.empty(n, np.int64))
-    share = np.cumsum(1.0 / np.arange(1, n_markets + 1) ** 0.8)
+    share = np.cumsum(1.0 / libm.power(np.arange(1, n_markets + 1), 0.8))
     cdf = share / share[-1]
-    p0 = 10.0 ** rng.uniform(-4, 4, n_markets)
-    state = {"t": 0.0, "logp": np.log(p0), "count": np.zeros(n_markets, np.int64),
-             "gap_scale": np.exp(-_RATE_SIGMA ** 2 / 2) * 1e9 / mean_rate_per_s, "notional": 100.0 / p0}
+    p0 = libm.power(10.0, rng.uniform(-4, 4, n_markets))
+    state = {"t": 0.0, "logp": libm.log(p0), "count": np.zeros(n_markets, np.int64),
+             "gap_scale": math.exp(-_RATE_SIGMA ** 2 / 2) * 1e9 / mean_rate_per_s, "notional": 100.0 / p0}
     # Chunks small enough for the allocator to reuse their memory: much faster than 10M-row temporaries.
     for lo in range(0, n, _CHUNK):
         _fill(out, slice(lo, min(n, lo + _CHUNK)), rng, cdf, state)
@@ -78,7 +81,7 @@ def _fill(out: TradeBatch, rows: slice, rng: np.random.Generator, cdf: np.ndarra
     present = np.flatnonzero(np.bincount(market, minlength=len(cdf)))
     ends = np.append(run_start[1:], k) - 1
     state["logp"][present] = path[ends[present]]
-    np.exp(path, out=path)
+    libm.exp(path, out=path)
     out.price[rows][order] = path
     ids = np.arange(k) - run_start[m_sorted] + state["count"][m_sorted]
     out.trade_id[rows][order] = ids

@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from engine import libm
 from engine.candles import CandleAggregator
 from engine.keyed import KeyedArrayOperator, SlotMap
 from engine.risk import RiskOperator
@@ -103,7 +104,7 @@ class RoundsRiskOperator(KeyedArrayOperator):
         has = np.flatnonzero(~np.isnan(prev))
         if len(has):
             p = prev[has]
-            self._push({"ret": np.log(close[has] / p), "tr": m.true_range_from(high[has], low[has], p)},
+            self._push({"ret": libm.log(close[has] / p), "tr": m.true_range_from(high[has], low[has], p)},
                        "n_ret", slots[has])
         n_ret = s["n_ret"][slots]
 
