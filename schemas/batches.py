@@ -538,7 +538,7 @@ class SignalBatch:
                 risk = {name: v for name, v in zip(self.risk_names, self.risk[r].tolist()) if math.isfinite(v)}
                 out.append(Signal.model_construct(
                     id=ids[r], market=self.markets[int(self.market[r])], timeframe=labels[int(self.tf[r])],
-                    ts=int(self.ts[r]), kind=rule.name, side=Side(rule.side), strength=rule.strength,
+                    ts=int(self.ts[r]), kind=rule.name, side=Side(rule.side).value, strength=rule.strength,
                     price=float(self.price[r]), stop=None if stop != stop else stop,
                     target=targets[0] if targets else None, targets=targets,
                     reasons=[format_reason(left, op, right, float(ops[2 * i]), float(ops[2 * i + 1]))

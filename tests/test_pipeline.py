@@ -31,6 +31,18 @@ def test_real_data_produces_signals_and_events() -> None:
         assert 0 <= s.strength <= 1 and s.reasons and s.source_versions["strategy"].startswith("default@")
 
 
+def test_records_built_from_columns_equal_validated_ones() -> None:
+    """Signals and events made from the columnar batches hold what validation would give (plain values,
+    e.g. side ``"buy"``, not the enum member), so every writer and the API see the same fields."""
+    result = _run(8192, small=True)
+    assert result.signals and result.events
+    for record in [*result.signals, *result.events]:
+        again = type(record).model_validate(record.model_dump())
+        assert again == record and again.model_dump() == record.model_dump()
+        assert all(type(v) in (str, int, float, bool, list, dict, type(None)) for v in vars(record).values())
+    assert {s.side for s in result.signals} <= {"buy", "sell"}
+
+
 def test_batch_size_does_not_change_the_signal_stream() -> None:
     reference = signal_bytes(_run(8192, small=True).signals)
     assert reference
