@@ -341,11 +341,18 @@ async def test_tier_channels_and_connection_limit(server: FeedServer, keys: dict
     pro = [client(server, keys["pro"]) for _ in range(6)]
     opened = [await c.__aenter__() for c in pro]
     try:
-        for ws in opened[:5]:
-            await ws.send(json.dumps({"op": "ping"}))
-            assert (await recv(ws))["op"] == "pong"
-        assert await closed_with(opened[5]) == 4429
-        assert await subscribe(opened[0], ["structure:ETHUSDT:15m"]) == []  # pro includes structure
+        # the server admits sockets as their handlers run, which under load need not be the order the
+        # handshakes finished in: exactly one of the six is refused, whichever came last to the count
+        answers = []
+        for ws in opened:
+            try:
+                await ws.send(json.dumps({"op": "ping"}))
+                answers.append((await recv(ws))["op"])
+            except ConnectionClosed as exc:
+                answers.append(exc.rcvd.code if exc.rcvd else -1)
+        assert sorted(answers, key=str) == [4429] + ["pong"] * 5, answers
+        admitted = [ws for ws, a in zip(opened, answers) if a == "pong"]
+        assert await subscribe(admitted[0], ["structure:ETHUSDT:15m"]) == []  # pro includes structure
     finally:
         for c in pro:
             await c.__aexit__(None, None, None)
