@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 
 import ray
 
-from actors.shard import StageShardActor
+from actors.shard import StageShardActor, settle
 from actors.sink import Sink
 from engine.config import STAGES, PipelineConfig
 from engine.pipeline import RunResult
@@ -103,7 +103,7 @@ class RayPipeline:
         self.inflight.append(entry[shard].process.remote(part, dict(self.offsets) or None))
         limit = self.config.max_in_flight * len(entry)
         if len(self.inflight) > limit:
-            done, self.inflight = ray.wait(self.inflight, num_returns=len(self.inflight) - limit)
+            done, self.inflight = settle(self.inflight, limit)
             ray.get(done)
 
     def tick(self) -> None:

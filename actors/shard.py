@@ -76,6 +76,7 @@ class StageShard:
         n_out = self._emit(emitted, 0)
         self._send_buffers(force=True)
         self.metrics.record(0, n_out, time.perf_counter() - t0, len(self.inflight))
+        self.metrics.push(len(self.inflight))
         targets = self.downstream or ([self.sink] if self.sink is not None else [])
         for actor in targets:
             self.inflight.append(actor.end.remote())
@@ -117,9 +118,8 @@ class StageShard:
         self.inflight.append(ref)
         limit = self.config.max_in_flight * max(1, len(self.downstream))
         if len(self.inflight) > limit:
-            done, _ = ray.wait(list(self.inflight), num_returns=len(self.inflight) - limit)
-            done_set = set(done)
-            self.inflight = deque(r for r in self.inflight if r not in done_set)
+            done, pending = settle(list(self.inflight), limit)
+            self.inflight = deque(pending)
             ray.get(done)  # surface downstream errors here instead of losing them
 
     def drain(self) -> None:
@@ -149,6 +149,18 @@ class StageShard:
         if hasattr(op, "stats"):
             out["operator"] = dict(op.stats)
         return out
+
+
+def settle(refs: list, limit: int) -> tuple[list, list]:
+    """(finished, pending) of calls in flight, waiting only until at most ``limit`` are pending.
+
+    Every finished call is collected at once without blocking, so a full window is settled once per
+    ``limit`` calls instead of a wait per call (a wait costs about as much as a small batch)."""
+    done, pending = ray.wait(refs, num_returns=len(refs), timeout=0)
+    if len(pending) > limit:
+        more, pending = ray.wait(pending, num_returns=len(pending) - limit)
+        done += more
+    return done, pending
 
 
 StageShardActor = ray.remote(StageShard)
