@@ -104,13 +104,14 @@ def _create(ints, floats, used, m, t, confirmed, st, d, level, choch):
             return used, False
     # the displacement: volume of the break bar and the one before, and of the bar before those
     late = 0.0  # NaN volumes count as 0, as numpy's nansum has them
+    n_vol = len(st.bvol)  # only the last three bars' volumes are kept: bar index j sits at j % 3
     for i in range(max(size - 2, 0), size):
-        v = st.bvol[(base + i) % n_lb]
+        v = st.bvol[(base + i) % n_vol]
         if not np.isnan(v):
             late += v
     early = 0.0
     if size >= 3:
-        v = st.bvol[(base + size - 3) % n_lb]
+        v = st.bvol[(base + size - 3) % n_vol]
         early = 0.0 if np.isnan(v) else v
     biggest = early if early > late else late  # max / min as Python has them
     balance = 100.0 * (early if early < late else late) / biggest if biggest > 0 else 100.0
@@ -195,7 +196,8 @@ def block_rows(table, tf0, slots, ranks, start, ints, floats, used,
                         st.state[d, g] = BREAKER
                         changed = True
             pos = st.count % n_lb
-            st.bts[pos], st.bhigh[pos], st.blow[pos], st.bvol[pos] = open_ts[r], h, lo, volume[r]
+            st.bts[pos], st.bhigh[pos], st.blow[pos] = open_ts[r], h, lo
+            st.bvol[st.count % len(st.bvol)] = volume[r]
             st.count += 1
             # this row's swings and breaks, stably in the order SwingOperator found them
             for a in range(first + 1, last):

@@ -72,7 +72,7 @@ class OrderBlockOperator(KeyedArrayOperator):
 
     packed = True  # the kernel takes the state as one record array
     name = "order_blocks"
-    version = "1"
+    version = "2"  # 2: volumes of the last three bars only
 
     def __init__(self, lookback: int = 512, max_blocks: int = 16, mitigate_by: str = "wick") -> None:
         if lookback < 3 or max_blocks < 1:
@@ -88,9 +88,9 @@ class OrderBlockOperator(KeyedArrayOperator):
     def _grow(self, capacity: int) -> None:
         n, k = self.lookback, self.max_blocks
         spec = {
-            # ring buffer of the last `lookback` real bars
+            # ring buffer of the last `lookback` real bars; volumes of the last three only (the displacement)
             "bts": ((n,), np.int64, 0), "bhigh": ((n,), np.float64, np.nan), "blow": ((n,), np.float64, np.nan),
-            "bvol": ((n,), np.float64, np.nan), "count": ((), np.int64, 0),
+            "bvol": ((3,), np.float64, np.nan), "count": ((), np.int64, 0),
             # open time of the latest confirmed swing high / low (the level a break refers to), -1 none
             "swing_ts": ((2,), np.int64, -1),
             "state": ((2, k), np.int8, _EMPTY), "top": ((2, k), np.float64, np.nan),
