@@ -20,6 +20,8 @@ class PipelineConfig(BaseModel):
     lateness_ns: int = Field(default=0, ge=0, description="out-of-order trades within this are applied")
     gaps: Literal["skip", "flag"] = "skip"
     strategy: str = "default"
+    strategy_params: dict[str, float] = Field(default_factory=dict,
+                                              description="values for the strategy's [params], e.g. rsi_len")
     indicators: tuple[str, ...] = Field(default=(), description="specs computed besides the strategy's")
     swing_left: int = Field(default=5, ge=1)
     swing_right: int = Field(default=5, ge=1)

@@ -27,7 +27,7 @@ def build_operators(stage: str, config: PipelineConfig) -> list:
     if stage == "candles":
         return [CandleAggregator(list(config.timeframes), lateness=config.lateness_ns, gaps=config.gaps)]
     if stage == "indicators":
-        strategy = load_strategy(config.strategy)
+        strategy = load_strategy(config.strategy, config.strategy_params)
         specs = list(dict.fromkeys(list(strategy.indicators) + list(config.indicators)))
         return [IndicatorOperator(specs)]
     if stage == "structure":
@@ -36,7 +36,7 @@ def build_operators(stage: str, config: PipelineConfig) -> list:
             optional[name]() for name in ("fvg", "order_blocks", "liquidity") if name in config.analyses]
     if stage == "signals":
         # risk first, so every signal carries the risk of the bar that fired it
-        return [RiskOperator(window=config.risk_window), SignalOperator(load_strategy(config.strategy))]
+        return [RiskOperator(window=config.risk_window), SignalOperator(load_strategy(config.strategy, config.strategy_params))]
     raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
 
 

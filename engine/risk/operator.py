@@ -57,6 +57,12 @@ class RiskOperator(KeyedArrayOperator):
         self.s: dict[str, np.ndarray] = {}
         self._grow(8)
 
+    @property
+    def ready_after(self) -> int:
+        """Real bars of a key before its first risk score: ``window`` returns for the volatility, then
+        ``history`` volatilities for its percentile (signals fire from that bar on)."""
+        return self.window + self.history - 1
+
     def settings(self) -> dict:
         """Constructor arguments, enough to rebuild an identical empty operator."""
         return {"window": self.window, "atr_window": self.atr_window, "stop_atr": self.stop_atr,
