@@ -302,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(ind)
     ind.set_defaults(func=cmd_indicators)
 
+    from app.backtest import add_backtest_parser
+    add_backtest_parser(sub)
     from app.chain import add_chain_parser
     from app.chain_follow_args import add_follow_parser
     from app.db import add_db_parser

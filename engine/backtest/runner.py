@@ -216,26 +216,30 @@ def run_event(inputs: list, strategy: Strategy, config: PipelineConfig,
     return candles, result.signal_batch, features
 
 
-def run_backtest(inputs: list, strategy: str = "default", params: dict | None = None,
+def run_backtest(inputs: list, strategy: str | Strategy = "default", params: dict | None = None,
                  settings: BacktestSettings | None = None, timeframe: str | None = None, engine: str = "event",
                  funding: dict[str, tuple[np.ndarray, np.ndarray]] | None = None, start: int | None = None,
                  end: int | None = None, batch_size: int = 8192, progress: Callable[[int], None] | None = None,
-                 keep_columns: Iterable[str] = (), config_overrides: dict | None = None) -> BacktestResult:
+                 keep_columns: Iterable[str] = (), config_overrides: dict | None = None,
+                 extra_columns: Callable[[dict], dict] | None = None) -> BacktestResult:
     """One backtest of ``strategy`` over ``inputs`` (TradeBatch/CandleBatch, e.g. from ``load_inputs``).
 
     ``start``/``end`` (ns) bound the bars that trade (history before ``start`` still warms the operators);
-    ``funding`` maps a market to (ts, rate) arrays.
+    ``funding`` maps a market to (ts, rate) arrays. ``strategy`` may be a Strategy object (vector engine) and
+    ``extra_columns`` a function of one market's series giving more columns for its rules (vector engine).
     """
     settings = settings or BacktestSettings()
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    strat = load_strategy(strategy, params)
+    strat = strategy if isinstance(strategy, Strategy) else load_strategy(strategy, params)
     tf = input_timeframe(inputs, timeframe)
     if engine == "vector":
         from engine.backtest.vector import vector_signals
         bars_all, signals, features = vector_signals(inputs, strat, tf, progress=progress,
-                                                     keep_columns=keep_columns)
+                                                     keep_columns=keep_columns, extra_columns=extra_columns)
     else:
+        if not isinstance(strategy, str) or extra_columns is not None:
+            raise ConfigError(f"strategy {strat.name!r} computes its own columns: run it with --engine vector")
         config = PipelineConfig(timeframes=(tf,), strategy=strategy, strategy_params=dict(params or {}),
                                 analyses=analyses_for(strat), batch_size=batch_size, **(config_overrides or {}))
         candles, signals, features = run_event(inputs, strat, config, progress, keep_columns)

@@ -38,9 +38,9 @@ def indicator_columns(strategy: Strategy) -> dict[str, tuple]:
     return out
 
 
-def check_vector(strategy: Strategy) -> None:
-    """ConfigError unless the strategy reads only indicator and candle columns."""
-    known = set(indicator_columns(strategy)) | set(_VECTOR_CANDLE_FIELDS)
+def check_vector(strategy: Strategy, extra: Iterable[str] = ()) -> None:
+    """ConfigError unless the strategy reads only indicator, candle and ``extra`` columns."""
+    known = set(indicator_columns(strategy)) | set(_VECTOR_CANDLE_FIELDS) | set(extra)
     other = sorted(c for c in strategy.columns() if c not in known)
     if other:
         raise ConfigError(f"--engine vector runs strategies over indicator and candle columns; "
@@ -63,11 +63,17 @@ def _candles(inputs: list, tf: str) -> list[CandleBatch]:
 
 
 def vector_signals(inputs: list, strategy: Strategy, tf: str, progress: Callable[[int], None] | None = None,
-                   keep_columns: Iterable[str] = (), risk_window: int = 100):
-    """Bars of every market and the strategy's signals over them (SignalArrays), and requested columns."""
+                   keep_columns: Iterable[str] = (), risk_window: int = 100,
+                   extra_columns: Callable[[dict], dict] | None = None):
+    """Bars of every market and the strategy's signals over them (SignalArrays), and requested columns.
+
+    ``extra_columns(bars)``: more columns for the rules, computed from one market's whole series (a dict of
+    open_ts, open, high, low, close, volume arrays) — what a strategy file's own ``columns`` function does,
+    and where look-ahead creeps in (``engine.backtest.check`` finds it)."""
     from engine.backtest.runner import SignalArrays
 
-    check_vector(strategy)
+    if extra_columns is None:
+        check_vector(strategy)
     tf_ns = parse_timeframe(tf)
     candles = _candles(inputs, tf)
     series: dict[str, list] = {}
@@ -97,6 +103,14 @@ def vector_signals(inputs: list, strategy: Strategy, tf: str, progress: Callable
         col = {cname: outputs[spec][:, j] for cname, (spec, j) in cols_of.items()}
         for f in _VECTOR_CANDLE_FIELDS:
             col.setdefault(f, getattr(mc, f))
+        if extra_columns is not None:
+            series_arrays = {"open_ts": mc.open_ts, **{f: getattr(mc, f) for f in _VECTOR_CANDLE_FIELDS}}
+            for cname, values in extra_columns(series_arrays).items():
+                values = np.asarray(values, np.float64)
+                if values.shape != (n,):
+                    raise ConfigError(f"strategy columns: {cname!r} has shape {values.shape}, expected ({n},)")
+                col[cname] = values
+            check_vector(strategy, col)
         bar_parts.append((np.full(n, k, np.int64), mc.open_ts, mc.close_ts, mc.open, mc.high, mc.low, mc.close,
                           mc.volume))
         sig_parts.append(_fire(strategy, col, mc.close, mc.close_ts, k, ready_after))
