@@ -292,6 +292,55 @@ class UserChangedItem(BaseModel):
     item: UserChanged
 
 
+class BacktestSummary(BaseModel):
+    """A backtest run in a list: what ran, over what, and its portfolio metrics."""
+
+    id: str
+    created_at: int = Field(description="when the run was recorded, ns UTC")
+    strategy: str
+    strategy_version: str | None = None
+    params: dict[str, Any]
+    timeframe: str | None = None
+    engine: str | None = None
+    markets: list[str]
+    start_ts: int | None = Field(None, description="first bar, ns UTC")
+    end_ts: int | None = Field(None, description="last bar, ns UTC")
+    bars: int | None = None
+    trades: int | None = None
+    summary: dict[str, Any] = Field(description="the portfolio metrics")
+
+
+class BacktestPage(BaseModel):
+    """A page of backtest runs, newest first; pass ``next_cursor`` back as ``cursor`` (null at the end)."""
+
+    items: list[BacktestSummary]
+    next_cursor: str | None = None
+
+
+class Backtest(BaseModel):
+    """A backtest run in full: its settings and every metric."""
+
+    id: str
+    created_at: int = Field(description="when the run was recorded, ns UTC")
+    strategy: str
+    strategy_version: str | None = None
+    params: dict[str, Any]
+    settings: dict[str, Any]
+    timeframe: str | None = None
+    engine: str | None = None
+    markets: list[str]
+    start_ts: int | None = Field(None, description="first bar, ns UTC")
+    end_ts: int | None = Field(None, description="last bar, ns UTC")
+    bars: int | None = None
+    trades: int | None = None
+    metrics: dict[str, Any] = Field(description="portfolio, benchmark, markets (per market) and counters")
+    out_dir: str | None = None
+
+
+class BacktestItem(BaseModel):
+    item: Backtest
+
+
 class NewUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -387,7 +436,8 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """The FastAPI application; ``settings`` default to the environment (DATABASE_URL, REDIS_URL)."""
     app = FastAPI(title="crypto-intel API", version="1.0.0",
-                  description="Signals, market data, structure, wallets and alerts of the crypto-intel engine.",
+                  description="Signals, market data, structure, wallets, alerts and backtest runs of the crypto-intel "
+                              "engine.",
                   responses={"4XX": {"model": ErrorBody, "description": "Client error: `{\"error\": {code, message}}`"}})
     app.state.settings = settings
     app.state.services = None
@@ -584,6 +634,33 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         row = await svc.queries.signal(signal_id)
         if row is None:
             raise ApiError(404, "not_found", f"no signal {signal_id!r}")
+        return _item(item=clean(row))
+
+    # -- backtests ---------------------------------------------------------------------------------
+
+    from connectors.storage import backtests as backtest_store
+    BacktestId = Annotated[str, Path(min_length=1, max_length=backtest_store.ID_MAX, pattern=backtest_store.ID_PATTERN,
+                                     description="backtest run id"), Text]
+
+    @app.get(f"{API}/backtests", response_model=BacktestPage, tags=["backtests"])
+    async def backtests(svc: Annotated[Services, Depends(services)], who=Depends(principal), limit: Limit = 50,
+                        cursor: Cursor = None) -> BacktestPage:
+        """Recorded backtest runs newest first, each with its portfolio metrics; page on with ``cursor``."""
+        after = None
+        if cursor:
+            ts, rid = _uncursor(cursor, 2)
+            after = (_cursor_ns(ts), rid)
+        rows = await backtest_store.list_backtests(svc.queries.pool, limit=limit, after=after)
+        nxt = _cursor(rows[-1]["created_at"], rows[-1]["id"]) if len(rows) == limit else None
+        return _page(items=clean(rows), next_cursor=nxt)
+
+    @app.get(f"{API}/backtests/{{backtest_id}}", response_model=BacktestItem, tags=["backtests"])
+    async def backtest(backtest_id: BacktestId, svc: Annotated[Services, Depends(services)],
+                       who=Depends(principal)) -> BacktestItem:
+        """One backtest run in full: parameters, settings, and portfolio, benchmark, per-market metrics and counters."""
+        row = await backtest_store.get_backtest(svc.queries.pool, backtest_id)
+        if row is None:
+            raise ApiError(404, "not_found", f"no backtest {backtest_id!r}")
         return _item(item=clean(row))
 
     # -- on-chain ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 PROTECTED = ["/api/v1/markets", "/api/v1/markets/{m}/candles", "/api/v1/markets/{m}/indicators",
              "/api/v1/markets/{m}/structure", "/api/v1/market/summary", "/api/v1/signals", "/api/v1/signals/x",
              "/api/v1/wallets", "/api/v1/wallets/0xabc", "/api/v1/transactions", "/api/v1/alerts",
-             "/api/v1/admin/users"]
+             "/api/v1/backtests", "/api/v1/backtests/x", "/api/v1/admin/users"]
 
 
 async def _get(api: RunningApi, path: str, key: str | None = "admin", **params) -> tuple[int, dict, dict]:
@@ -188,7 +188,8 @@ async def test_openapi_document_lists_every_endpoint(running_api: RunningApi) ->
     assert status == 200
     paths = set(doc["paths"])
     for p in ("/api/v1/markets", "/api/v1/markets/{symbol}/candles", "/api/v1/signals", "/api/v1/signals/{signal_id}",
-              "/api/v1/market/summary", "/api/v1/admin/users", "/healthz", "/readyz"):
+              "/api/v1/market/summary", "/api/v1/backtests", "/api/v1/backtests/{backtest_id}", "/api/v1/admin/users",
+              "/healthz", "/readyz"):
         assert p in paths
     assert {"HTTPBearer", "APIKeyHeader"} <= set(doc["components"]["securitySchemes"])
 
