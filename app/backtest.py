@@ -259,7 +259,14 @@ def _cmd_run(args) -> int:
 
 def _save(url: str, result, run_id: str, out: Path) -> None:
     from connectors.storage.backtests import save_backtest_sync
-    save_backtest_sync(url, run_record(result, run_id, out))
+    try:
+        save_backtest_sync(url, run_record(result, run_id, out))
+    except (OSError, ConnectionError) as e:
+        raise InputError(f"DATABASE_URL: cannot save the run (its files are in {out}): {e}") from None
+    except Exception as e:  # asyncpg's errors: a refused login, a missing database
+        if type(e).__module__.startswith("asyncpg"):
+            raise InputError(f"DATABASE_URL: cannot save the run (its files are in {out}): {e}") from None
+        raise
     print(f"saved run {run_id} to the backtests table", file=sys.stderr)
 
 
