@@ -102,6 +102,11 @@ class Strategy:
         return cols
 
 
+def rule(name: str, side: str, *when: str, **kw) -> Rule:
+    """A Rule from condition texts (shorthand for strategies written in Python)."""
+    return Rule(name, side, tuple(Condition.parse(w) for w in when), **kw)
+
+
 def _r(name: str, side: str, *when: str, **kw) -> dict:
     """A [[rule]] table of a built-in strategy document."""
     return {"name": name, "side": side, "when": list(when), **kw}
