@@ -76,27 +76,27 @@ def vector_signals(inputs: list, strategy: Strategy, tf: str, progress: Callable
         check_vector(strategy)
     tf_ns = parse_timeframe(tf)
     candles = _candles(inputs, tf)
-    series: dict[str, list] = {}
+    parts_of: dict[str, list] = {}  # market -> its live candles of this timeframe, batch by batch
     for c in candles:
-        live = ~c.gap & (c.tf == tf_ns)
-        names = np.array(c.markets, dtype=object)[c.market]
-        for name in np.unique(names[live]):
-            series.setdefault(str(name), []).append(np.flatnonzero(live & (names == name)))
-    markets = sorted(series)
+        idx = np.flatnonzero(~c.gap & (c.tf == tf_ns))
+        if not len(idx):
+            continue
+        by_market = idx[np.argsort(c.market[idx], kind="stable")]
+        mk = c.market[by_market]
+        bounds = np.flatnonzero(np.diff(mk)) + 1
+        for rows in np.split(by_market, bounds):
+            parts_of.setdefault(c.markets[int(c.market[rows[0]])], []).append(c.take(rows))
+    markets = sorted(parts_of)
     ready_after = RiskOperator(window=risk_window).ready_after
     cols_of = indicator_columns(strategy)
     indicators = {spec: parse_spec(spec) for spec in strategy.indicators}
     bar_parts, sig_parts, features = [], [], {}
     keep = list(keep_columns)
     for k, name in enumerate(markets):
-        parts = []
-        for c in candles:
-            names = np.array(c.markets, dtype=object)[c.market]
-            mine = ~c.gap & (c.tf == tf_ns) & (names == name)
-            if mine.any():
-                parts.append(c.take(np.flatnonzero(mine)))
-        mc = CandleBatch.concat(parts)
-        mc = mc.take(np.argsort(mc.open_ts, kind="stable"))
+        parts = parts_of[name]
+        mc = parts[0] if len(parts) == 1 else CandleBatch.concat(parts)
+        if len(mc) > 1 and np.any(np.diff(mc.open_ts) < 0):
+            mc = mc.take(np.argsort(mc.open_ts, kind="stable"))
         n = len(mc)
         ib = IndicatorBars(mc.open_ts, mc.open, mc.high, mc.low, mc.close, mc.volume)
         outputs = {spec: ind.batch(ib) for spec, ind in indicators.items()}
