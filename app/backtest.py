@@ -177,7 +177,7 @@ def _funding(args, inputs) -> dict | None:
             market, path = markets[0], item
         if not Path(path).is_file():
             raise CommandLineError(f"--funding {item}: {path}: no such file")
-        table = read_table(path)
+        table = read_table(Path(path))[0]
         names = {n.lower(): n for n in table.column_names}
         tcol = next((names[n] for n in ("ts", "date", "time", "timestamp", "funding_time") if n in names), None)
         rcol = next((names[n] for n in ("rate", "funding_rate", "fundingrate", "open") if n in names), None)

@@ -61,13 +61,13 @@ def test_run_writes_trades_fills_equity_metrics_and_report(tmp_path) -> None:
 
 def test_funding_payments_are_ledger_rows(tmp_path) -> None:
     out = tmp_path / "fut"
-    proc = _cli("--input", str(FUTURES / "XRP_USDT_USDT-1h-futures.feather"), "--strategy", "sma_cross",
+    proc = _cli("--input", str(FUTURES / "XRP_USDT_USDT-5m-futures.feather"), "--strategy", "sma_cross",
                 "--mode", "long-short", "--funding", str(FUTURES / "XRP_USDT_USDT-8h-funding_rate.feather"),
                 "--out", str(out), env={"DATABASE_URL": ""})
     assert proc.returncode == 0, proc.stderr
     fills = pq.read_table(out / "fills.parquet").to_pydict()
     funding = [i for i, k in enumerate(fills["kind"]) if k == "funding"]
-    assert len(funding) > 10
+    assert len(funding) >= 5
     trades = pq.read_table(out / "trades.parquet").to_pydict()
     assert sum(trades["funding"]) == pytest.approx(-sum(fills["cash_flow"][i] for i in funding), rel=1e-9)
 
