@@ -1,7 +1,7 @@
 """Run every benchmark and print figures, targets and ratios against references measured in the same run.
 
     python -m benchmarks                 # all sections
-    python -m benchmarks throughput      # one or more of: throughput latency memory indicators streaming structure storage http feed venues
+    python -m benchmarks throughput      # one or more of: throughput latency memory indicators streaming structure storage http feed venues backtest
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ SECTIONS = {
     "http": "benchmarks.api_http",
     "feed": "benchmarks.feed_fanout",
     "venues": "benchmarks.venue_parsing",
+    "backtest": "benchmarks.backtest",
 }
 
 

@@ -104,6 +104,8 @@ class Ledger:
 
 def order_bars(bars: Bars, orders: Orders | None = None) -> tuple[Bars, Orders | None]:
     """Bars (and their orders) in the broker's order: close time, then market."""
+    if len(bars) < 2 or np.all(np.diff(bars.close_ts) > 0):  # one market, in time order: nothing to sort
+        return bars, orders
     idx = np.lexsort((bars.market, bars.close_ts))
     b = Bars(*(getattr(bars, f)[idx] for f in ("market", "open_ts", "close_ts", "open", "high", "low", "close",
                                                  "volume")), bars.markets)
@@ -125,12 +127,11 @@ def simulate(bars: Bars, orders: Orders, settings: BacktestSettings, funding: Fu
     if len(bars) and np.any(np.diff(bars.close_ts) < 0):
         raise ValueError("bars must be sorted by close time (order_bars)")
     floats, ints = _params(settings)
-    out = _simulate(bars.market.astype(np.int64), bars.open_ts.astype(np.int64), bars.close_ts.astype(np.int64),
-                    bars.open.astype(np.float64), bars.high.astype(np.float64), bars.low.astype(np.float64),
-                    bars.close.astype(np.float64), bars.volume.astype(np.float64), orders.side.astype(np.int8),
-                    orders.price.astype(np.float64), orders.stop.astype(np.float64),
-                    orders.target.astype(np.float64), funding.ts.astype(np.int64), funding.market.astype(np.int64),
-                    funding.rate.astype(np.float64), len(bars.markets), floats, ints)
+    i64, f64 = (lambda a: np.ascontiguousarray(a, np.int64)), (lambda a: np.ascontiguousarray(a, np.float64))
+    out = _simulate(i64(bars.market), i64(bars.open_ts), i64(bars.close_ts), f64(bars.open), f64(bars.high),
+                    f64(bars.low), f64(bars.close), f64(bars.volume), np.ascontiguousarray(orders.side, np.int8),
+                    f64(orders.price), f64(orders.stop), f64(orders.target), i64(funding.ts), i64(funding.market),
+                    f64(funding.rate), len(bars.markets), floats, ints)
     (f_ts, f_m, f_kind, f_side, f_price, f_qty, f_fee, f_cash, f_reason, n_f,
      t_m, t_side, t_ets, t_ep, t_xts, t_xp, t_size, t_fees, t_pnl, t_fund, t_reason, n_t,
      e_ts, e_eq, e_cash, e_exp, n_e, counters) = out
@@ -162,7 +163,11 @@ def _simulate(bm, bots, bcts, bo, bh, bl, bc, bv, sside, sprice, sstop, starget,
     fee, maker, slip_bps, slip_vol, cash0, leverage, size_value, offset_bps = floats
     fill_mode, mode, intrabar, entry_kind, entry_bars, size_kind = ints
     n = len(bots)
-    cap_f = 3 * n + 2 * n_m + len(fts) + 8
+    n_sig = 0  # every entry and exit answers a signal, so they bound the ledger's size
+    for i in range(n):
+        if sside[i] != 0:
+            n_sig += 1
+    cap_f = 2 * n_sig + 2 * n_m + len(fts) + 8
     f_ts = np.empty(cap_f, np.int64)
     f_m = np.empty(cap_f, np.int64)
     f_kind = np.empty(cap_f, np.int8)
@@ -172,7 +177,7 @@ def _simulate(bm, bots, bcts, bo, bh, bl, bc, bv, sside, sprice, sstop, starget,
     f_fee = np.empty(cap_f)
     f_cash = np.empty(cap_f)
     f_reason = np.empty(cap_f, np.int8)
-    cap_t = n + n_m + 8
+    cap_t = n_sig + n_m + 8
     t_m = np.empty(cap_t, np.int64)
     t_side = np.empty(cap_t, np.int8)
     t_ets = np.empty(cap_t, np.int64)

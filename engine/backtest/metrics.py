@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 YEAR_NS = 365 * 86_400 * 10**9
 DAY_NS = 86_400 * 10**9
@@ -16,6 +17,39 @@ DAY_NS = 86_400 * 10**9
 
 def _finite(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
+
+
+@njit(cache=True)
+def _curve(ts, e):
+    """One pass over an equity curve: mean and sample deviation of the bar returns (two-pass for accuracy),
+    downside deviation, losing bars, max drawdown, and the longest time from a peak to the last bar below it."""
+    n = len(e) - 1
+    total = 0.0
+    for i in range(n):
+        total += e[i + 1] / e[i] - 1.0
+    mean = total / n
+    sq = 0.0
+    down = 0.0
+    n_down = 0
+    for i in range(n):
+        r = e[i + 1] / e[i] - 1.0
+        sq += (r - mean) ** 2
+        if r < 0:
+            down += r * r
+            n_down += 1
+    sd = np.sqrt(sq / (n - 1)) if n > 1 else np.nan
+    dd_sd = np.sqrt(down / n)
+    peak, peak_at, max_dd, longest = e[0], 0, 0.0, 0
+    for i in range(len(e)):
+        if e[i] >= peak:
+            peak, peak_at = e[i], i
+        else:
+            dd = e[i] / peak - 1.0
+            if dd < max_dd:
+                max_dd = dd
+            if ts[i] - ts[peak_at] > longest:
+                longest = ts[i] - ts[peak_at]
+    return mean, sd, dd_sd, n_down, max_dd, longest
 
 
 def curve_metrics(ts: np.ndarray, equity: np.ndarray, bar_ns: int) -> dict:
@@ -29,24 +63,12 @@ def curve_metrics(ts: np.ndarray, equity: np.ndarray, bar_ns: int) -> dict:
     total = e[-1] / e[0] - 1.0
     years = (int(ts[-1]) - int(ts[0]) + bar_ns) / YEAR_NS
     annual = math.exp(math.log(e[-1] / e[0]) / years) - 1.0 if e[-1] > 0 and years > 0 else -1.0
-    r = e[1:] / e[:-1] - 1.0
     per_year = YEAR_NS / bar_ns
-    sd = float(np.std(r, ddof=1)) if len(r) > 1 else float("nan")
-    mean = float(np.mean(r))
-    downside = r[r < 0]
-    dd_sd = float(np.sqrt(np.mean(np.square(np.minimum(r, 0.0))))) if len(r) else float("nan")
-    peak = np.maximum.accumulate(e)
-    dd = e / peak - 1.0
-    max_dd = float(dd.min())
-    # longest stretch below a previous peak, in days: from the peak to the last bar still below it
-    at_peak = np.where(e >= peak, np.arange(len(e)), 0)
-    peak_at = np.maximum.accumulate(at_peak)
-    below = dd < 0
-    longest = int(np.max(ts[below] - ts[peak_at[below]])) if below.any() else 0
+    mean, sd, dd_sd, n_down, max_dd, longest = _curve(np.ascontiguousarray(ts, np.int64), e)
     out.update(start_equity=float(e[0]), end_equity=float(e[-1]), total_return=float(total),
                annual_return=_finite(annual), volatility=_finite(sd * math.sqrt(per_year)),
                sharpe=_finite(mean / sd * math.sqrt(per_year)) if sd > 0 else None,
-               sortino=_finite(mean / dd_sd * math.sqrt(per_year)) if len(downside) and dd_sd > 0 else None,
+               sortino=_finite(mean / dd_sd * math.sqrt(per_year)) if n_down and dd_sd > 0 else None,
                max_drawdown=max_dd, max_drawdown_days=longest / DAY_NS,
                calmar=_finite(annual / -max_dd) if max_dd < 0 else None)
     return out
@@ -103,6 +125,7 @@ def summarize(ledger, bars, bar_ns: int, cash: float) -> dict:
     portfolio["average_gross_exposure"] = float(np.nanmean(eq["exposure"])) if len(ts) else None
     bench_curve = buy_and_hold(ts, bars.market, bars.close_ts, bars.close, len(bars.markets), cash)
     benchmark = curve_metrics(ts, bench_curve, bar_ns)
+    benchmark["curve"] = bench_curve  # taken out by the runner: the benchmark's equity on the same times
     per_market = {}
     trades = ledger.trades
     for k, name in enumerate(bars.markets):
@@ -121,5 +144,3 @@ def summarize(ledger, bars, bar_ns: int, cash: float) -> dict:
     return {"portfolio": portfolio, "benchmark": benchmark, "markets": per_market}
 
 
-def benchmark_curve(ledger, bars, cash: float) -> np.ndarray:
-    return buy_and_hold(ledger.equity["ts"], bars.market, bars.close_ts, bars.close, len(bars.markets), cash)

@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from engine.backtest.broker import Bars, Funding, Ledger, Orders, order_bars, simulate
-from engine.backtest.metrics import benchmark_curve, summarize
+from engine.backtest.metrics import summarize
 from engine.backtest.settings import BacktestSettings
 from engine.config import STAGES, PipelineConfig
 from engine.pipeline import build_chain
@@ -57,7 +57,7 @@ def analyses_for(strategy: Strategy) -> tuple[str, ...]:
 def input_timeframe(inputs: list, timeframe: str | None) -> str:
     """The bar length of the run: the candles' own (``--timeframe`` must agree), or ``timeframe`` (default
     1m) for trades."""
-    tfs = {int(t) for b in inputs if isinstance(b, CandleBatch) for t in np.unique(b.tf)}
+    tfs = {int(t) for b in inputs if isinstance(b, CandleBatch) and len(b) for t in {b.tf.min(), b.tf.max()}}
     if len(tfs) > 1:
         raise ConfigError("candle inputs of several timeframes ("
                           + ", ".join(format_timeframe(t) for t in sorted(tfs)) + "): backtest one timeframe")
@@ -132,7 +132,7 @@ def orders_for(bars: Bars, signals, start: int | None = None, end: int | None = 
 
 def _locate(bars: Bars, ts: np.ndarray, market: np.ndarray) -> np.ndarray:
     """Row of each (close ts, market) in ``bars``; -1 when there is no such bar."""
-    by_market = np.lexsort((bars.close_ts, bars.market))
+    by_market = np.arange(len(bars)) if len(bars.markets) == 1 else np.lexsort((bars.close_ts, bars.market))
     mk, cts = bars.market[by_market], bars.close_ts[by_market]
     starts = np.searchsorted(mk, np.arange(len(bars.markets) + 1))
     out = np.full(len(ts), -1, np.int64)
@@ -167,6 +167,8 @@ def _bars_of(candles: list[CandleBatch], markets: list[str]) -> Bars:
 
 
 def _window(bars: Bars, start: int | None, end: int | None) -> Bars:
+    if start is None and end is None:
+        return bars
     keep = np.ones(len(bars), bool)
     if start is not None:
         keep &= bars.open_ts >= start
@@ -253,8 +255,8 @@ def run_backtest(inputs: list, strategy: str | Strategy = "default", params: dic
     bar_ns = parse_timeframe(tf)
     metrics = summarize(ledger, bars, bar_ns, settings.cash)
     metrics["counters"] = ledger.counters
-    return BacktestResult(strat, settings, tf, engine, bars, signals, ledger, metrics,
-                          benchmark_curve(ledger, bars, settings.cash), (start, end), features)
+    curve = metrics["benchmark"].pop("curve")
+    return BacktestResult(strat, settings, tf, engine, bars, signals, ledger, metrics, curve, (start, end), features)
 
 
 def _funding(funding: dict | None, bars: Bars) -> Funding:

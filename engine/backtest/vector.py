@@ -84,8 +84,9 @@ def vector_signals(inputs: list, strategy: Strategy, tf: str, progress: Callable
         by_market = idx[np.argsort(c.market[idx], kind="stable")]
         mk = c.market[by_market]
         bounds = np.flatnonzero(np.diff(mk)) + 1
+        whole = len(bounds) == 0 and len(idx) == len(c)  # the batch is one market's live bars: keep it as it is
         for rows in np.split(by_market, bounds):
-            parts_of.setdefault(c.markets[int(c.market[rows[0]])], []).append(c.take(rows))
+            parts_of.setdefault(c.markets[int(c.market[rows[0]])], []).append(c if whole else c.take(rows))
     markets = sorted(parts_of)
     ready_after = RiskOperator(window=risk_window).ready_after
     cols_of = indicator_columns(strategy)
@@ -111,14 +112,17 @@ def vector_signals(inputs: list, strategy: Strategy, tf: str, progress: Callable
                     raise ConfigError(f"strategy columns: {cname!r} has shape {values.shape}, expected ({n},)")
                 col[cname] = values
             check_vector(strategy, col)
-        bar_parts.append((np.full(n, k, np.int64), mc.open_ts, mc.close_ts, mc.open, mc.high, mc.low, mc.close,
+        close_ts = mc.close_ts
+        bar_parts.append((np.full(n, k, np.int64), mc.open_ts, close_ts, mc.open, mc.high, mc.low, mc.close,
                           mc.volume))
-        sig_parts.append(_fire(strategy, col, mc.close, mc.close_ts, k, ready_after))
+        sig_parts.append(_fire(strategy, col, mc.close, close_ts, k, ready_after))
         if keep:
-            features[name] = {"close_ts": mc.close_ts, **{c: col[c] for c in keep if c in col}}
+            features[name] = {"close_ts": close_ts, **{c: col[c] for c in keep if c in col}}
         if progress:
             progress(n)
-    if bar_parts:
+    if len(bar_parts) == 1:
+        cols = list(bar_parts[0])
+    elif bar_parts:
         cols = [np.concatenate([p[i] for p in bar_parts]) for i in range(8)]
     else:
         e = np.empty(0)
@@ -159,7 +163,10 @@ def _fire(strategy: Strategy, col: dict, close: np.ndarray, close_ts: np.ndarray
     """The rules' signals over one market's whole series, as the signal operator fires them."""
     n = len(close)
     prev = {}
+    used = {c for r in strategy.rules for cond in r.when for c in cond.columns()}
     for name, v in col.items():
+        if name not in used:
+            continue
         p = np.empty(n)
         if n:
             p[0] = np.nan
