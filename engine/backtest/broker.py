@@ -20,7 +20,8 @@ Rules (docs/backtesting.md says the same for users):
   and targets. Slippage = ``slippage_bps`` plus ``slippage_volume`` x (size / the bar's volume).
 - Funding: at each funding time a held position pays ``qty x mark x rate`` (longs pay positive rates),
   marked at the market's last close.
-- Positions still open after the last bar are closed at each market's last close (reason ``end``).
+- A position still open at its market's last bar is closed at that bar's close (reason ``end``), with the
+  taker fee and ``slippage_bps``; the equity row of that close already reflects it.
 
 Every fill and funding payment is a ledger row; equity (cash plus positions marked at the last close) is
 recorded at every distinct bar close.
@@ -216,6 +217,9 @@ def _simulate(bm, bots, bcts, bo, bh, bl, bc, bv, sside, sprice, sstop, starget,
     n_t = 0
     n_e = 0
     fi = 0  # next funding event
+    final = np.full(n_m, -1, np.int64)  # each market's last bar: its position is closed there
+    for i in range(n):
+        final[bm[i]] = i
     for i in range(n):
         m = bm[i]
         # funding due by this bar's open, for positions held then
@@ -423,6 +427,18 @@ def _simulate(bm, bots, bcts, bo, bh, bl, bc, bv, sside, sprice, sstop, starget,
                         o_level[m] = sprice[i] * (1.0 - s * off)
                     else:
                         o_level[m] = sprice[i] * (1.0 + s * off)
+        # a market whose data ends here: close what it holds at this close (reason end), pending orders lapse
+        if i == final[m]:
+            o_dir[m] = 0
+            x_pending[m] = False
+            if qty[m] != 0:
+                d = -1 if qty[m] > 0 else 1
+                px = _slipped(bc[i], d, abs(qty[m]), 0.0, slip_bps, 0.0)
+                n_f, n_t, cash = _close(m, bcts[i], px, fee, R_END, qty, e_price, e_ts_m, e_fee, e_fund, cash,
+                                        f_ts, f_m, f_kind, f_side, f_price, f_qty, f_fee, f_cash, f_reason, n_f,
+                                        t_m, t_side, t_ets, t_ep, t_xts, t_xp, t_size, t_fees, t_pnl, t_fund,
+                                        t_reason, n_t)
+                counters[2] += 1
         # 5. equity at each distinct close time (after the last bar of that time)
         if i == n - 1 or bcts[i + 1] != bcts[i]:
             eq = cash
@@ -434,20 +450,6 @@ def _simulate(bm, bots, bcts, bo, bh, bl, bc, bv, sside, sprice, sstop, starget,
             e_ts[n_e], e_eq[n_e], e_cash[n_e] = bcts[i], eq, cash
             e_exp[n_e] = gross / eq if eq > 0 else np.nan
             n_e += 1
-    # positions still open: closed at each market's last close
-    closed_any = False
-    for k in range(n_m):
-        if qty[k] != 0:
-            d = -1 if qty[k] > 0 else 1
-            px = _slipped(last[k], d, abs(qty[k]), 0.0, slip_bps, 0.0)
-            n_f, n_t, cash = _close(k, last_ts[k], px, fee, R_END, qty, e_price, e_ts_m, e_fee, e_fund, cash,
-                                    f_ts, f_m, f_kind, f_side, f_price, f_qty, f_fee, f_cash, f_reason, n_f,
-                                    t_m, t_side, t_ets, t_ep, t_xts, t_xp, t_size, t_fees, t_pnl, t_fund,
-                                    t_reason, n_t)
-            counters[2] += 1
-            closed_any = True
-    if closed_any and n_e > 0:  # the last equity row is after those exits
-        e_eq[n_e - 1], e_cash[n_e - 1], e_exp[n_e - 1] = cash, cash, 0.0
     return (f_ts, f_m, f_kind, f_side, f_price, f_qty, f_fee, f_cash, f_reason, n_f,
             t_m, t_side, t_ets, t_ep, t_xts, t_xp, t_size, t_fees, t_pnl, t_fund, t_reason, n_t,
             e_ts, e_eq, e_cash, e_exp, n_e, counters)
