@@ -26,7 +26,20 @@ def warm(config: PipelineConfig | None = None, log=None) -> float:
     # every analysis, whatever this run asks for: the stamp then holds for any later configuration
     config = (config or PipelineConfig()).model_copy(update={"analyses": ALL_ANALYSES})
     warm_kernels([b.take(slice(0, WARMUP_ROWS)) for b in inputs], config)
+    _warm_backtest(inputs)
     return time.perf_counter() - t0
+
+
+def _warm_backtest(inputs: list) -> None:
+    """The broker's and the metrics' kernels, through one small backtest per engine."""
+    from engine.backtest.runner import run_backtest
+    from engine.backtest.settings import BacktestSettings
+    from schemas.batches import CandleBatch
+
+    candles = [b for b in inputs if isinstance(b, CandleBatch)][:1]
+    if candles:
+        run_backtest(candles, "sma_cross", settings=BacktestSettings(mode="long-short"), engine="vector")
+        run_backtest(candles, "default", settings=BacktestSettings(entry="limit"))
 
 
 def _stamp_path() -> Path:
