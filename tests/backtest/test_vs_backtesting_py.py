@@ -5,7 +5,8 @@ Comparable settings (docs/backtesting.md): market orders at the next bar's open 
 reversal on an opposite cross (``exclusive_orders=True`` against ``mode="long-short"``), the same SMA values
 and the same first tradable bar (ours waits for the risk operator's first score) so that only the brokers
 differ, and enough cash that its whole-unit sizing never skips a trade. backtesting.py leaves the last trade
-open (``finalize_trades=False``); ours closes it at the end, so that one is left out.
+open (``finalize_trades=False``); ours closes it at the end, so that one is left out. Both ways of reversing
+in backtesting.py (exclusive orders, or ``position.close()`` before the new order) give the same trades.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from tests.data_paths import SHARED_DATA
 FILES = ["ADA_BTC-5m.feather", "XMR_BTC-5m.feather", "LTC_BTC-5m.feather"]
 
 
-def _reference(bars, fee: float) -> pd.DataFrame:
+def _reference(bars, fee: float, reversal: str = "exclusive") -> pd.DataFrame:
+    """backtesting.py's closed trades; ``reversal``: ``"exclusive"`` (``exclusive_orders=True``) or
+    ``"close_then_open"`` (``self.position.close()`` then the new order, in the same ``next``)."""
     from backtesting import Backtest, Strategy
 
     b = Bars(bars.open_ts, bars.open, bars.high, bars.low, bars.close, bars.volume)
@@ -48,26 +51,31 @@ def _reference(bars, fee: float) -> pd.DataFrame:
                 return
             f0, f1, s0, s1 = self.fast[-2], self.fast[-1], self.slow[-2], self.slow[-1]
             if f0 <= s0 and f1 > s1:  # the signal operator's crosses_above
+                if reversal == "close_then_open":
+                    self.position.close()
                 self.buy()
             elif f0 >= s0 and f1 < s1:
+                if reversal == "close_then_open":
+                    self.position.close()
                 self.sell()
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bt = Backtest(df, Cross, cash=1e15, commission=fee, trade_on_close=False, exclusive_orders=True,
-                      finalize_trades=False)
+        bt = Backtest(df, Cross, cash=1e15, commission=fee, trade_on_close=False,
+                      exclusive_orders=reversal == "exclusive", finalize_trades=False)
         stats = bt.run()
     return stats._trades
 
 
+@pytest.mark.parametrize("reversal", ["exclusive", "close_then_open"])
 @pytest.mark.parametrize("name", FILES)
-def test_sma_crossover_trades_equal_backtesting_py(name) -> None:
+def test_sma_crossover_trades_equal_backtesting_py(name, reversal) -> None:
     fee = 0.001
     result = run_backtest(load_inputs([str(SHARED_DATA / "candles" / name)], None, None), "sma_cross",
                           settings=BacktestSettings(mode="long-short", fill="next_open", fee=fee))
     t = result.ledger.trades
     closed = np.flatnonzero(np.array([REASONS[r] for r in t["exit_reason"]]) != "end")
-    ref = _reference(result.bars, fee)
+    ref = _reference(result.bars, fee, reversal)
     assert len(closed) > 50
     assert len(ref) == len(closed)
     entry = ref["EntryTime"].astype("datetime64[ns, UTC]").astype("int64").to_numpy()
