@@ -132,6 +132,7 @@ class RayPipeline:
         got = ray.get(sink.result.remote())
         stats = ray.get([a.stats.remote() for a in self.topology.layers[0]])
         result = RunResult(got["signals"], got["events"], got["candles"], self.trades)
+        result.model_rows = got.get("model_rows", [])
         result.stats = merge_operator_stats(stats)
         return result.finish()
 

@@ -29,6 +29,7 @@ class Sink:
         self.keep = keep
         self.signals: list[Signal] = []
         self.events: list = []
+        self.model_rows: list[FeatureBatch] = []  # model feature rows (PipelineConfig.features), when kept
         self.candles = 0
         self.n_signals = 0
         self.latency_ms: deque = deque(maxlen=latency_samples)
@@ -70,6 +71,9 @@ class Sink:
             self.latest.add_structure_events(features.events)
             if self.keep and len(features.events):
                 self.events.append(features.events)
+            if self.keep and features.model_names is not None and len(features):
+                self.model_rows.append(FeatureBatch(features.candles, [], np.empty((len(features), 0)), None,
+                                                    features.model_names, features.model_values))
         self.n_signals += len(signals)
         self.latest.add_signals(signals)
         if self.keep and len(signals):
@@ -101,7 +105,8 @@ class Sink:
         return self.ended >= self.n_upstream
 
     def result(self) -> dict:
-        return {"signals": _concat_signals(self.signals), "events": EventBatch.concat(self.events), "candles": self.candles}
+        return {"signals": _concat_signals(self.signals), "events": EventBatch.concat(self.events),
+                "candles": self.candles, "model_rows": self.model_rows}
 
     def status(self) -> dict:
         p50 = p99 = float("nan")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import ray
 
 import engine.structure.events  # noqa: F401  (it makes the ids of event columns when records are read)
@@ -20,6 +21,7 @@ from engine.venues.quality import venue_event_alerts
 from schemas.arrow import to_table
 from schemas.batches import FeatureBatch
 from schemas.records import Candle, Signal, VenueEvent
+from schemas.timeframes import format_timeframe
 
 
 def latest_indicators(features: FeatureBatch) -> dict[str, dict]:
@@ -27,6 +29,28 @@ def latest_indicators(features: FeatureBatch) -> dict[str, dict]:
     out = {}
     for rec in rows.indicator_records(features, last_only=True):
         out[f"{rec['market']}|{rec['timeframe']}"] = rec
+    return out
+
+
+def latest_model_rows(features: FeatureBatch) -> dict[str, dict]:
+    """The last closed bar's model feature row per ``market|timeframe`` (NaN as null), for Serve's scoring."""
+    c = features.candles
+    out: dict[str, dict] = {}
+    live = np.flatnonzero(~c.gap)
+    if not len(live):
+        return out
+    close_ts = c.close_ts
+    names = list(features.model_names)
+    # the last bar of each (market, timeframe): sort by key then time, keep each key's final row
+    order = live[np.lexsort((close_ts[live], c.tf[live], c.market[live]))]
+    m, tf = c.market[order], c.tf[order]
+    last = np.ones(len(order), bool)
+    last[:-1] = (m[1:] != m[:-1]) | (tf[1:] != tf[:-1])
+    for i in order[last]:
+        market, tf = c.markets[c.market[i]], format_timeframe(int(c.tf[i]))
+        row = features.model_values[i]
+        out[f"{market}|{tf}"] = {"market": market, "timeframe": tf, "ts": int(close_ts[i]), "names": names,
+                                 "values": [None if v != v else float(v) for v in row.tolist()]}
     return out
 
 
@@ -91,6 +115,8 @@ class Store:
                 await self.cache.put_many("candle", {f"{r['market']}|{r['timeframe']}": r for r in recs})
                 if features.names:
                     await self.cache.put_many("indicators", latest_indicators(features))
+                if features.model_names is not None:
+                    await self.cache.put_many("features", latest_model_rows(features))
             if events:
                 await self.feed.publish("structure", [record_dict(e) for e in events])
             if signals:

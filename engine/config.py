@@ -30,6 +30,8 @@ class PipelineConfig(BaseModel):
     analyses: tuple[Literal["fvg", "order_blocks", "liquidity"], ...] = Field(
         default=("fvg", "order_blocks", "liquidity"),
         description="structure analyses after swings and breaks (each adds its columns and events)")
+    features: bool = Field(default=False, description="compute model feature rows (engine.features) in the "
+                                                       "signals stage, after risk")
     # Ray layout
     shards: dict[str, int] = Field(default_factory=lambda: {s: 1 for s in STAGES})
     fused: bool = Field(default=False, description="run all stages of a shard in one actor (lowest latency)")

@@ -10,6 +10,8 @@ from typing import Any, Iterable
 
 from engine.candles import CandleAggregator
 from engine.config import STAGES, PipelineConfig
+from engine.features.operator import FeatureOperator
+from engine.features.spec import INDICATORS as FEATURE_INDICATORS
 from engine.indicators.operator import IndicatorOperator
 from engine.risk.operator import RiskOperator
 from engine.signals.operator import SignalOperator, signal_order
@@ -28,15 +30,19 @@ def build_operators(stage: str, config: PipelineConfig) -> list:
         return [CandleAggregator(list(config.timeframes), lateness=config.lateness_ns, gaps=config.gaps)]
     if stage == "indicators":
         strategy = load_strategy(config.strategy, config.strategy_params)
-        specs = list(dict.fromkeys(list(strategy.indicators) + list(config.indicators)))
+        extra = list(FEATURE_INDICATORS) if config.features else []
+        specs = list(dict.fromkeys(list(strategy.indicators) + list(config.indicators) + extra))
         return [IndicatorOperator(specs)]
     if stage == "structure":
         optional = {"fvg": FVGOperator, "order_blocks": OrderBlockOperator, "liquidity": LiquidityOperator}
         return [SwingOperator(config.swing_left, config.swing_right, config.break_by)] + [
             optional[name]() for name in ("fvg", "order_blocks", "liquidity") if name in config.analyses]
     if stage == "signals":
-        # risk first, so every signal carries the risk of the bar that fired it
-        return [RiskOperator(window=config.risk_window), SignalOperator(load_strategy(config.strategy, config.strategy_params))]
+        # risk first, so every signal carries the risk of the bar that fired it; features after risk (they read it)
+        ops: list = [RiskOperator(window=config.risk_window)]
+        if config.features:
+            ops.append(FeatureOperator(config.timeframes))
+        return ops + [SignalOperator(load_strategy(config.strategy, config.strategy_params))]
     raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
 
 
@@ -103,6 +109,7 @@ class RunResult:
         self._events: list[StructureEvent] | None = None
         self.candles, self.trades = candles, trades
         self.stats = dict(stats or {})
+        self.model_rows: list[FeatureBatch] = []  # feature batches carrying model features (config.features)
         self._sort_signals = self._sort_events = False
 
     def add_signals(self, signals: SignalBatch | list) -> None:
@@ -161,6 +168,12 @@ class RunResult:
             self._events = self.event_batch.to_records()
         return self._events
 
+    @property
+    def features(self):
+        """The model feature rows of the run (``engine.features.Features``), when the config computed them."""
+        from engine.features import of_batches
+        return of_batches(self.model_rows)
+
     def finish(self) -> "RunResult":
         """Put signals and events in canonical order (done when they are first read: a run that only counts
         them never sorts)."""
@@ -176,6 +189,8 @@ def collect(result: RunResult, emitted: Emitted) -> None:
     if emitted.features is not None:
         result.add_events(emitted.features.events)
         result.candles += len(emitted.features)
+        if emitted.features.model_names is not None and len(emitted.features):
+            result.model_rows.append(emitted.features)
 
 
 def run_in_process(batches: Iterable, config: PipelineConfig) -> RunResult:

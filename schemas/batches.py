@@ -181,6 +181,9 @@ class FeatureBatch:
     names: list[str]
     values: np.ndarray  # float64, shape (rows, len(names)); NaN during warm-up and on gap bars
     events: "EventBatch" = None  # structure events confirmed at these bars (a list of records is converted)
+    # model features of these rows (engine.features), when the pipeline computes them: names and float32 values
+    model_names: list[str] | None = None
+    model_values: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.events, EventBatch):
@@ -203,13 +206,19 @@ def concat_features(batches: list[FeatureBatch]) -> FeatureBatch:
     for b in batches:
         if b.names != names:
             raise ValueError(f"cannot concatenate feature batches with columns {b.names} and {names}")
+    model = None
+    if all(b.model_names is not None for b in batches):
+        model = np.vstack([b.model_values for b in batches])
     return FeatureBatch(CandleBatch.concat([b.candles for b in batches]), list(names),
-                        np.vstack([b.values for b in batches]), EventBatch.concat([b.events for b in batches]))
+                        np.vstack([b.values for b in batches]), EventBatch.concat([b.events for b in batches]),
+                        batches[0].model_names if model is not None else None, model)
 
 
 def take_features(batch: FeatureBatch, idx: np.ndarray, markets: set[str]) -> FeatureBatch:
     """Rows at ``idx`` and the events of ``markets``."""
-    return FeatureBatch(batch.candles.take(idx), batch.names, batch.values[idx], batch.events.of_markets(markets))
+    model = batch.model_values[idx] if batch.model_names is not None else None
+    return FeatureBatch(batch.candles.take(idx), batch.names, batch.values[idx], batch.events.of_markets(markets),
+                        batch.model_names, model)
 
 
 # Every structure event kind, with the names of its meta values in the order its records list them. A kind's
