@@ -24,7 +24,7 @@ PURE = ("schemas", "engine")
 # first-party folders outside the layers: nothing in a layer may import them
 UNRANKED = ("tests", "benchmarks")
 # what the pure packages may import besides the standard library and each other: computation only
-PURE_THIRD_PARTY = {"numpy", "scipy", "pyarrow", "pydantic", "numba", "orjson"}
+PURE_THIRD_PARTY = {"numpy", "scipy", "pyarrow", "pydantic", "numba", "orjson", "xgboost"}
 # standard-library modules that do I/O with the outside world, run processes or wait on events
 STDLIB_IO = ("asyncio", "socket", "ssl", "selectors", "select", "subprocess", "multiprocessing", "concurrent",
              "http", "urllib.request", "ftplib", "smtplib", "poplib", "imaplib", "telnetlib", "socketserver",
