@@ -1,0 +1,87 @@
+"""One training job: walk-forward evaluation of a classifier on held-out folds, then the final model on
+every labelled row. The learner is passed in (``fit(X, y) -> booster``), so this stays pure; the XGBoost
+call and the Ray tasks live in ``actors.ml_train``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from engine.models import evaluation, splits
+from engine.models.xgb import TrainSpec, predict
+from schemas.errors import ConfigError
+
+Fit = Callable[[np.ndarray, np.ndarray, TrainSpec], object]
+
+
+@dataclass
+class TrainJob:
+    """The rows of one model (a market's, or every market's pooled): features, labels, label windows."""
+
+    key: str
+    X: np.ndarray  # float32 (rows, features), labelled rows only, in time order
+    y: np.ndarray  # 0.0 / 1.0
+    close_ts: np.ndarray  # int64 ns
+    end_ts: np.ndarray  # int64 ns: close of the last bar each label reads
+    names: list[str]
+    spec: TrainSpec = field(default_factory=TrainSpec)
+    folds: int = 4
+    embargo: int = 0
+    scheme: str = "walk-forward"
+
+    def __post_init__(self) -> None:
+        if len(self.X) != len(self.y) or len(self.y) != len(self.close_ts) or len(self.close_ts) != len(self.end_ts):
+            raise ConfigError(f"job {self.key}: X, y, close_ts and end_ts differ in length")
+
+
+@dataclass
+class JobResult:
+    """Held-out metrics (per fold and over every fold's predictions), and the final model."""
+
+    key: str
+    rows: int
+    folds: list[dict]
+    held_out: dict
+    booster: object  # None once serialised into ``model``
+    importance: dict
+    window: dict  # first row's bar close and the last bar any label reads, ns UTC
+    model: bytes = b""  # the final booster as XGBoost's UBJSON (what model.ubj holds)
+
+
+def run_job(job: TrainJob, fit: Fit, progress: Callable[[int], None] | None = None) -> JobResult:
+    """Walk-forward: each fold's model sees only its purged (and embargoed) training rows and is scored on its
+    test window; the held-out metrics pool every fold's test predictions. ``progress(1)`` per model fitted
+    (``job.folds + 1`` in all)."""
+    if len(job.y) == 0:
+        raise ConfigError(f"{job.key}: no labelled rows to train on (the series is shorter than the label horizon "
+                          f"and the features' warm-up)")
+    fs = splits.folds(job.close_ts, job.end_ts, job.folds, job.embargo, job.scheme, min_train=2)
+    fold_rows, ys, ps = [], [], []
+    for f in fs:
+        y_train = job.y[f.train]
+        if y_train.min() == y_train.max():
+            raise ConfigError(f"{job.key}: fold {f.index + 1} trains on one class only ({int(y_train[0])}); "
+                              f"use fewer folds or a longer series")
+        booster = fit(job.X[f.train], y_train, job.spec)
+        p = predict(booster, job.X[f.test])
+        y = job.y[f.test]
+        m = evaluation.evaluate(y, p)
+        m.pop("calibration")
+        fold_rows.append({"fold": f.index + 1, "train_rows": int(len(f.train)), "test_rows": int(len(f.test)),
+                          "test_start_ts": f.test_start, "test_end_ts": f.test_end, "purged": f.purged,
+                          "embargoed": f.embargoed, **m})
+        ys.append(y)
+        ps.append(p)
+        if progress:
+            progress(1)
+    held_out = evaluation.evaluate(np.concatenate(ys), np.concatenate(ps))
+    if job.y.min() == job.y.max():
+        raise ConfigError(f"{job.key}: every label is {int(job.y[0])}; nothing to learn")
+    final = fit(job.X, job.y, job.spec)
+    if progress:
+        progress(1)
+    return JobResult(job.key, int(len(job.y)), fold_rows, held_out, final,
+                     evaluation.gain_importance(final, job.names),
+                     {"start_ts": int(job.close_ts.min()), "end_ts": int(job.end_ts.max())})
