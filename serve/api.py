@@ -736,6 +736,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             await _accounts_call(svc.accounts.enable_user(username))
         return _item(item={"username": username, "tier": body.tier, "disabled": body.disabled})
 
+    from serve.models_api import add_model_routes
+    add_model_routes(app, services, principal)
     from serve.dashboard import add_dashboard
     add_dashboard(app)
     return app
