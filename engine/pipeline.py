@@ -11,6 +11,7 @@ from typing import Any, Iterable
 from engine.candles import CandleAggregator
 from engine.config import STAGES, PipelineConfig
 from engine.features.operator import FeatureOperator
+from engine.features.scoring import ScoreOperator
 from engine.features.spec import INDICATORS as FEATURE_INDICATORS
 from engine.indicators.operator import IndicatorOperator
 from engine.risk.operator import RiskOperator
@@ -40,8 +41,8 @@ def build_operators(stage: str, config: PipelineConfig) -> list:
     if stage == "signals":
         # risk first, so every signal carries the risk of the bar that fired it; features after risk (they read it)
         ops: list = [RiskOperator(window=config.risk_window)]
-        if config.features:
-            ops.append(FeatureOperator(config.timeframes))
+        if config.features:  # then the models' columns, which rules may read (a host attaches the models)
+            ops += [FeatureOperator(config.timeframes), ScoreOperator()]
         return ops + [SignalOperator(load_strategy(config.strategy, config.strategy_params))]
     raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
 

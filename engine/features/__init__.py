@@ -15,12 +15,13 @@ import numpy as np
 
 from engine.config import STAGES, PipelineConfig
 from engine.features.operator import FeatureOperator, column_features
+from engine.features.scoring import COLUMNS as SCORE_COLUMNS, ScoreOperator
 from engine.features.spec import CONTEXT, FEATURE_NAMES, FEATURES, INDICATORS, context_name
 from engine.signals.operator import SignalOperator
 from engine.sources.replay import Replay
 from schemas.batches import CandleBatch, FeatureBatch, concat_features
 
-__all__ = ["CONTEXT", "FEATURES", "FEATURE_NAMES", "INDICATORS", "FeatureOperator", "Features", "column_features",
+__all__ = ["SCORE_COLUMNS", "ScoreOperator", "CONTEXT", "FEATURES", "FEATURE_NAMES", "INDICATORS", "FeatureOperator", "Features", "column_features",
            "context_name", "feature_chain", "feature_frame"]
 
 
@@ -77,7 +78,7 @@ def feature_chain(config: PipelineConfig) -> "Chain":
     from engine.pipeline import Chain, build_operators  # engine.pipeline imports this package's operator
     cfg = config.model_copy(update={"features": True})
     ops = [op for stage in STAGES for op in build_operators(stage, cfg)]
-    return Chain([op for op in ops if not isinstance(op, SignalOperator)])
+    return Chain([op for op in ops if not isinstance(op, (SignalOperator, ScoreOperator))])
 
 
 def of_batches(batches: list[FeatureBatch]) -> Features:
