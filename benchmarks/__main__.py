@@ -1,7 +1,7 @@
 """Run every benchmark and print figures, targets and ratios against references measured in the same run.
 
     python -m benchmarks                 # all sections
-    python -m benchmarks throughput      # one or more of: throughput latency memory indicators streaming structure storage http feed venues backtest
+    python -m benchmarks throughput      # one or more of: throughput latency memory indicators streaming structure storage http feed venues backtest ml
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ SECTIONS = {
     "feed": "benchmarks.feed_fanout",
     "venues": "benchmarks.venue_parsing",
     "backtest": "benchmarks.backtest",
+    "ml": "benchmarks.ml",
 }
 
 

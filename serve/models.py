@@ -166,7 +166,9 @@ def deploy_models(registry_root: str | Path, model_name: str = DEFAULT_MODEL, po
     """Deploy the model and policy deployments next to the API (Ray and Serve must be up); return what
     each serves now. A name with no promoted version answers 503 until one is promoted (hot swap)."""
     root = str(Path(registry_root).resolve())
-    opts = {"num_replicas": replicas, "ray_actor_options": {"num_cpus": num_cpus}}
+    # no access log line per call: the API already logs each HTTP request once
+    opts = {"num_replicas": replicas, "ray_actor_options": {"num_cpus": num_cpus},
+            "logging_config": {"enable_access_log": False}}
     serve.run(XgbDeployment.options(**opts).bind(root, model_name, poll_s), name=ML_APP, route_prefix=None)
     serve.run(PolicyDeployment.options(**opts).bind(root, policy_name, poll_s), name=RL_APP, route_prefix=None)
     ml = serve.get_deployment_handle(XGB_DEPLOYMENT, app_name=ML_APP)
