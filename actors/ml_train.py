@@ -9,31 +9,16 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import ray
-import xgboost
 
+from engine.models import xgb
 from engine.models.train import JobResult, TrainJob, run_job
-from engine.models.xgb import TrainSpec, as_matrix
-
-
-def fit(X: np.ndarray, y: np.ndarray, spec: TrainSpec) -> xgboost.Booster:
-    """An XGBoost booster of ``spec`` on these rows (deterministic: ``spec`` fixes seed and threads)."""
-    dtrain = xgboost.DMatrix(as_matrix(X), label=np.asarray(y, np.float32), nthread=spec.nthread)
-    return xgboost.train(spec.booster_params(), dtrain, num_boost_round=int(spec.rounds))
-
-
-def load_booster(model: bytes | bytearray | str) -> xgboost.Booster:
-    """A booster from its UBJSON bytes or a model.ubj path."""
-    b = xgboost.Booster()
-    b.load_model(bytearray(model) if isinstance(model, (bytes, bytearray)) else str(model))
-    return b
 
 
 def train_one(job: TrainJob, progress: Callable[[int], None] | None = None) -> JobResult:
     """One job to its result, the final booster serialised (``result.model``)."""
-    result = run_job(job, fit, progress)
-    result.model = bytes(result.booster.save_raw(raw_format="ubj"))
+    result = run_job(job, xgb.train, progress)
+    result.model = xgb.to_bytes(result.booster)
     result.booster = None
     return result
 

@@ -105,30 +105,10 @@ def _key_name(name: str, market: str) -> str:
     return f"{name}-{safe}"
 
 
-def jobs_of(feats, label_spec, spec, folds: int, embargo: int, scheme: str, per_market: bool) -> list:
-    """Training jobs over a feature frame: one pooled, or one per market; each holds its labelled rows."""
-    from engine.models.labels import label_rows
-    from engine.models.train import TrainJob
-    c = feats.candles
-    key = c.market.astype(np.int64) * (1 << 20) + np.unique(c.tf, return_inverse=True)[1].astype(np.int64)
-    labels = label_rows(key, feats.close_ts, c.high, c.low, c.close, label_spec)
-    keep = labels.labelled
-    if per_market:
-        groups = [(m, keep & (c.market == i)) for i, m in enumerate(c.markets) if np.any(c.market == i)]
-    else:
-        groups = [("pooled", keep)]
-    jobs = []
-    for key_name, mask in groups:
-        rows = np.flatnonzero(mask)
-        rows = rows[np.argsort(feats.close_ts[rows], kind="stable")]
-        jobs.append(TrainJob(key_name, feats.values[rows], labels.y[rows], feats.close_ts[rows], labels.end_ts[rows],
-                             list(feats.names), spec, folds, embargo, scheme))
-    return jobs
-
-
 def cmd_train(args) -> int:
     from engine.features import feature_frame
     from engine.models.labels import LabelSpec
+    from engine.models.train import jobs_of
     from engine.models.xgb import TrainSpec
     from engine.progress import Progress
     from schemas.timeframes import format_timeframe

@@ -1,6 +1,6 @@
 """One training job: walk-forward evaluation of a classifier on held-out folds, then the final model on
-every labelled row. The learner is passed in (``fit(X, y) -> booster``), so this stays pure; the XGBoost
-call and the Ray tasks live in ``actors.ml_train``."""
+every labelled row. The learner defaults to ``engine.models.xgb.train``; the Ray tasks that run jobs in
+parallel live in ``actors.ml_train``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Callable
 import numpy as np
 
 from engine.models import evaluation, splits
+from engine.models.labels import LabelSpec, label_rows
+from engine.models import xgb
 from engine.models.xgb import TrainSpec, predict
 from schemas.errors import ConfigError
 
@@ -44,13 +46,13 @@ class JobResult:
     rows: int
     folds: list[dict]
     held_out: dict
-    booster: object  # None once serialised into ``model``
+    booster: object  # the final booster; None once serialised into ``model``
     importance: dict
     window: dict  # first row's bar close and the last bar any label reads, ns UTC
     model: bytes = b""  # the final booster as XGBoost's UBJSON (what model.ubj holds)
 
 
-def run_job(job: TrainJob, fit: Fit, progress: Callable[[int], None] | None = None) -> JobResult:
+def run_job(job: TrainJob, fit: Fit = xgb.train, progress: Callable[[int], None] | None = None) -> JobResult:
     """Walk-forward: each fold's model sees only its purged (and embargoed) training rows and is scored on its
     test window; the held-out metrics pool every fold's test predictions. ``progress(1)`` per model fitted
     (``job.folds + 1`` in all)."""
@@ -85,3 +87,25 @@ def run_job(job: TrainJob, fit: Fit, progress: Callable[[int], None] | None = No
     return JobResult(job.key, int(len(job.y)), fold_rows, held_out, final,
                      evaluation.gain_importance(final, job.names),
                      {"start_ts": int(job.close_ts.min()), "end_ts": int(job.end_ts.max())})
+
+
+def jobs_of(feats, label_spec: LabelSpec, spec: TrainSpec, folds: int = 4, embargo: int = 0,
+            scheme: str = "walk-forward", per_market: bool = False) -> list[TrainJob]:
+    """Training jobs over a feature frame (``engine.features.Features``): one pooled over every market (key
+    ``pooled``), or one per market (key: the market); each holds its labelled rows in time order. Each market
+    and timeframe is labelled on its own series."""
+    c = feats.candles
+    key = c.market.astype(np.int64) * (1 << 20) + np.unique(c.tf, return_inverse=True)[1].astype(np.int64)
+    labels = label_rows(key, feats.close_ts, c.high, c.low, c.close, label_spec)
+    keep = labels.labelled
+    if per_market:
+        groups = [(m, keep & (c.market == i)) for i, m in enumerate(c.markets) if np.any(c.market == i)]
+    else:
+        groups = [("pooled", keep)]
+    jobs = []
+    for key_name, mask in groups:
+        rows = np.flatnonzero(mask)
+        rows = rows[np.argsort(feats.close_ts[rows], kind="stable")]
+        jobs.append(TrainJob(key_name, feats.values[rows], labels.y[rows], feats.close_ts[rows], labels.end_ts[rows],
+                             list(feats.names), spec, folds, embargo, scheme))
+    return jobs

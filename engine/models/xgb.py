@@ -1,14 +1,12 @@
-"""XGBoost for the up/down classifier: the fixed, deterministic training parameters and scoring a booster.
-
-Training itself (``xgboost.train``) runs in ``actors.ml_train`` — this package stays free of third-party
-libraries beyond numpy/numba. Scoring needs only the booster object it is given.
-"""
+"""XGBoost for the up/down classifier: fixed, deterministic training parameters, training, scoring, and the
+booster as the bytes of ``model.ubj``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+import xgboost
 
 from schemas.errors import InputError
 
@@ -62,3 +60,25 @@ def predict(booster, X: np.ndarray) -> np.ndarray:
     if not len(X):
         return np.empty(0, np.float32)
     return np.asarray(booster.inplace_predict(X, validate_features=False), dtype=np.float32).reshape(len(X))
+
+
+def train(X: np.ndarray, y: np.ndarray, spec: TrainSpec | None = None) -> xgboost.Booster:
+    """A booster fitted to these rows; with ``spec``'s seed and thread count fixed it repeats bit for bit."""
+    spec = spec or TrainSpec()
+    y = np.asarray(y, np.float32)
+    if not np.all((y == 0) | (y == 1)):
+        raise InputError("labels must be 0 or 1 (drop unlabelled rows first)")
+    dtrain = xgboost.DMatrix(as_matrix(X), label=y, nthread=spec.nthread)
+    return xgboost.train(spec.booster_params(), dtrain, num_boost_round=int(spec.rounds))
+
+
+def to_bytes(booster: xgboost.Booster) -> bytes:
+    """The booster as XGBoost's UBJSON, what ``model.ubj`` holds."""
+    return bytes(booster.save_raw(raw_format="ubj"))
+
+
+def load(model: bytes | bytearray) -> xgboost.Booster:
+    """A booster from the UBJSON bytes ``to_bytes`` gave (the content of a ``model.ubj``)."""
+    b = xgboost.Booster()
+    b.load_model(bytearray(model))
+    return b

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actors.ml_train import load_booster, train_on_ray, train_serial
+from actors.ml_train import train_on_ray, train_serial
 from app.inputs import load_inputs
-from app.ml import jobs_of
 from engine.features import feature_frame
 from engine.models.labels import LabelSpec
-from engine.models.xgb import TrainSpec, predict
+from engine.models.train import jobs_of
+from engine.models.xgb import TrainSpec, load, predict, train
 from schemas.errors import InputError
 from tests.data_paths import SHARED_DATA
 
@@ -59,9 +59,17 @@ def test_held_out_metrics_and_scoring(per_market_jobs) -> None:
     assert 0.3 < h["auc"] < 0.8 and 0.0 < h["log_loss"] < 2.0 and 0.0 <= h["precision_top_decile"] <= 1.0
     assert all(f["purged"] == 12 for f in r.folds)  # one market: the 12 rows whose labels reach the test window
     assert r.window["end_ts"] == int(per_market_jobs[0].end_ts.max())
-    booster = load_booster(r.model)
+    booster = load(r.model)
     p = predict(booster, per_market_jobs[0].X[:100])
     assert p.dtype == np.float32 and p.shape == (100,) and np.all((p > 0) & (p < 1))
     np.testing.assert_array_equal(predict(booster, per_market_jobs[0].X[0]), p[:1])  # one row as 1-d
     with pytest.raises(InputError, match=f"takes {len(per_market_jobs[0].names)} features"):
         predict(booster, np.zeros((2, 5)))
+
+
+def test_train_is_deterministic_and_checks_labels(per_market_jobs) -> None:
+    j = per_market_jobs[0]
+    a, b = train(j.X[:2000], j.y[:2000], SPEC), train(j.X[:2000], j.y[:2000], SPEC)
+    assert bytes(a.save_raw("ubj")) == bytes(b.save_raw("ubj"))
+    with pytest.raises(InputError, match="0 or 1"):
+        train(j.X[:3], [0.0, 1.0, float("nan")], SPEC)
