@@ -49,6 +49,18 @@ class StageShard:
         self.buffer_since: float | None = None
         self.offsets: dict = {}
         self.metrics = StageMetrics(self.name, shard)
+        self.models = self.scorer = None
+        if self.config.features and self.config.models_dir:
+            from connectors.models.live import LiveModels
+            from engine.features.scoring import ScoreOperator
+            self.scorer = next((op for op in self.chain.operators if isinstance(op, ScoreOperator)), None)
+            if self.scorer is not None:
+                self.models = LiveModels(self.config.models_dir)
+
+    def _follow_models(self) -> None:
+        """Between batches: score with whatever was promoted since the last check (hot swap)."""
+        if self.models is not None and self.models.refresh():
+            self.models.attach_to(self.scorer)
 
     def connect(self, downstream: list, sink, n_upstream: int) -> None:
         self.downstream, self.sink, self.n_upstream = downstream, sink, n_upstream
@@ -60,6 +72,7 @@ class StageShard:
             self.offsets.update(offsets)
         n_out = 0
         if len(batch) or getattr(batch, "events", None):
+            self._follow_models()
             emitted = self.chain.update(batch)
             _stamp(emitted.value, _ts_init(batch))
             n_out = self._emit(emitted, _ts_init(batch))

@@ -32,6 +32,8 @@ class PipelineConfig(BaseModel):
         description="structure analyses after swings and breaks (each adds its columns and events)")
     features: bool = Field(default=False, description="compute model feature rows (engine.features) in the "
                                                        "signals stage, after risk")
+    models_dir: str | None = Field(default=None, description="model registry whose promoted xgb model and policy "
+                                                             "score the feature rows live (model_score, policy_action)")
     # Ray layout
     shards: dict[str, int] = Field(default_factory=lambda: {s: 1 for s in STAGES})
     fused: bool = Field(default=False, description="run all stages of a shard in one actor (lowest latency)")

@@ -66,3 +66,51 @@ def test_without_a_model_the_columns_are_nan_and_nothing_fires(tmp_path) -> None
                         PipelineConfig(timeframes=("5m",), features=True, strategy=str(toml)))
     e = chain.update(candles[0])
     assert not len(e.value) and np.isnan(e.features.column("model_score")).all()
+
+
+def test_live_actors_score_with_the_promoted_model(ray_local, tmp_path) -> None:
+    from actors.pipeline import RayPipeline
+    from connectors.models.registry import Registry
+    from engine.models.xgb import to_bytes
+
+    candles = [load_any(str(SHARED_DATA / "candles" / "ADA_BTC-5m.feather"))[0]]
+    feats = feature_frame(candles)
+    booster = _booster(feats)
+    reg = Registry(tmp_path / "models")
+    v1 = reg.register("xgb", "xgboost", {"model.ubj": to_bytes(booster)}, features=list(FEATURE_NAMES))
+    reg.promote("xgb", v1.version)
+    toml = tmp_path / "model.toml"
+    toml.write_text('name = "model"\n[[rule]]\nname = "model_up"\nside = "buy"\nwhen = ["model_score > 0.55"]\n')
+    config = PipelineConfig(timeframes=("5m",), features=True, strategy=str(toml), models_dir=str(tmp_path / "models"),
+                            batch_size=500).with_shards(2)
+    pipe = RayPipeline(config)
+    try:
+        for b in Replay(candles, batch_size=500):
+            pipe.send(b)
+        result = pipe.finish()
+    finally:
+        pipe.shutdown()
+    p = predict(booster, feats.values)
+    want = feats.close_ts[(p > 0.55) & np.isfinite(feats.column("risk_score"))]
+    assert len(want) > 10 and np.array_equal(np.array([s.ts for s in result.signals]), want)
+
+
+def test_live_models_follow_a_promotion_and_keep_scoring_through_a_broken_one(tmp_path) -> None:
+    from connectors.models.live import LiveModels
+    from connectors.models.registry import Registry
+    from engine.models.xgb import to_bytes
+
+    feats = feature_frame([load_any(str(SHARED_DATA / "candles" / "ADA_BTC-5m.feather"))[0]])
+    reg = Registry(tmp_path)
+    v1 = reg.register("xgb", "xgboost", {"model.ubj": to_bytes(_booster(feats))}, features=list(FEATURE_NAMES))
+    live = LiveModels(tmp_path, check_s=3600)
+    assert not live.refresh() and live.loaded["model"] is None  # nothing promoted: no model
+    reg.promote("xgb", v1.version)
+    assert not live.refresh()  # checked a moment ago: no file read until check_s passes
+    assert live.refresh(force=True) and live.versions["model"] == v1.version
+    scorer = ScoreOperator()
+    live.attach_to(scorer)
+    assert scorer.model is live.loaded["model"]
+    broken = reg.register("xgb", "xgboost", {"model.ubj": b"not a model"}, features=list(FEATURE_NAMES))
+    reg.promote("xgb", broken.version)
+    assert not live.refresh(force=True) and live.errors == 1 and live.versions["model"] == v1.version
