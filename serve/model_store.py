@@ -50,6 +50,12 @@ class UnknownVersionError(ModelServeError):
     status, code = 404, "unknown_version"
 
 
+class ModelLoadError(ModelServeError):
+    """A registered version whose artefact cannot be loaded (corrupt file, missing dependency)."""
+
+    status, code = 500, "model_load_failed"
+
+
 class BadRowsError(ModelServeError, InputError):
     """Feature or observation rows of the wrong shape or type for the model."""
 
@@ -152,7 +158,7 @@ class PolicyModel:
         obs = meta.params.get("observation") or {}
         self.obs_features: list[str] = list(obs.get("features") or obs.get("names") or [])
         self.window = int(obs.get("window", 1) or 1)
-        self.extras = int(bool(obs.get("position", False))) + int(bool(obs.get("pnl", False)))
+        self.with_position, self.with_pnl = bool(obs.get("position", False)), bool(obs.get("pnl", False))
 
     def rows(self, rows: Any) -> np.ndarray:
         X = _as_matrix(rows, "observation")
@@ -172,7 +178,9 @@ class PolicyModel:
         if missing:
             raise BadRowsError(f"the live feature row lacks {len(missing)} feature(s) policy {self.meta.name} "
                                f"{self.meta.version} observes: {', '.join(missing[:5])}")
-        return [where[n] for n in wanted] + [position, 0.0][:self.extras]
+        # a caller states its position; unrealised PnL is 0 for a fresh look (no trade history here)
+        return [where[n] for n in wanted] + ([position] if self.with_position else []) + \
+            ([0.0] if self.with_pnl else [])
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
@@ -203,6 +211,7 @@ class ModelStore:
         self._lock = threading.Lock()
         self.current: Any | None = None
         self.last_error: str | None = None
+        self.failed_version: str | None = None
 
     def _load(self, version: str) -> Any:
         with self._lock:
@@ -213,7 +222,10 @@ class ModelStore:
         meta = read_meta(self.root, self.name, version)
         if meta.kind and meta.kind != self.kind:
             raise UnknownVersionError(f"{self.name} {version} is a {meta.kind} artefact, not {self.kind}")
-        model = LOADERS[self.kind](meta)
+        try:
+            model = LOADERS[self.kind](meta)
+        except Exception as e:  # noqa: BLE001 - xgboost, torch and zip errors have no common base
+            raise ModelLoadError(f"{self.name} {version} could not be loaded: {type(e).__name__}: {e}"[:500]) from e
         with self._lock:
             self._cache[version] = model
             self._cache.move_to_end(version)
@@ -228,9 +240,15 @@ class ModelStore:
         version = production_version(self.root, self.name)
         if version is None or (self.current is not None and self.current.meta.version == version):
             return False
-        model = self._load(version)
+        if version == self.failed_version:
+            return False  # tried once; wait for the pointer to move instead of reloading it every poll
+        try:
+            model = self._load(version)
+        except Exception:
+            self.failed_version = version
+            raise
         self.current = model  # the swap: one reference assignment
-        self.last_error = None
+        self.last_error = self.failed_version = None
         return True
 
     def get(self, version: str | None) -> Any:

@@ -105,7 +105,7 @@ class XgbDeployment(_Watched):
         except ModelServeError as e:
             return e.as_dict()
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
     async def _score(self, items: list[tuple[Any, np.ndarray]]) -> list[np.ndarray]:
         # one predict per model version in the batch: concurrent small requests share one call
         out: list[np.ndarray | None] = [None] * len(items)
@@ -143,7 +143,7 @@ class PolicyDeployment(_Watched):
         except ModelServeError as e:
             return e.as_dict()
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
     async def _act(self, items: list[tuple[Any, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
         out: list[Any] = [None] * len(items)
         groups: dict[int, list[int]] = {}

@@ -81,7 +81,7 @@ class AnomalyRequest(BaseModel):
     timeframe: Timeframe | None = None
     wallet: Annotated[str, Field(min_length=1, max_length=128), Text] | None = None
     chain: Annotated[str, Field(min_length=1, max_length=32), Text] = "ethereum"
-    limit: Annotated[int, Field(ge=2, le=MAX_ROWS)] = 500
+    limit: Annotated[int, Field(ge=2, le=999, description="bars or transfers to score")] = 500
     z_threshold: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] = 3.5
     iso_threshold: Annotated[float, Field(gt=0, le=1)] = 0.65
 

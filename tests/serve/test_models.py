@@ -230,3 +230,21 @@ def test_hot_swap_under_load_drops_nothing_and_switches_version(models: Models) 
     settled = [b["item"]["version"] for t, _, b in results if t > first_v2 + 0.5]
     assert settled and set(settled) == {"v2"}, settled
     print(f"\nhot swap: {len(results)} requests, none failed; v2 answered {first_v2 - promoted_at:.2f}s after promote")
+
+
+def test_a_promoted_version_that_fails_to_load_leaves_the_last_one_serving(models: Models) -> None:
+    from ray import serve
+
+    from serve.models import ML_APP, XGB_DEPLOYMENT
+    reg = Registry(models.root)
+    before = _post(models.api.url + "/ml/v1/predict", {"features": models.rows[:2].tolist()}, models.key)[1]
+    broken = reg.register("xgb", "xgboost", files={"model.ubj": b"not a booster"}, features=FEATURES)
+    reg.promote("xgb", broken.version)
+    handle = serve.get_deployment_handle(XGB_DEPLOYMENT, app_name=ML_APP)
+    info = _until(lambda: (i := handle.info.remote().result())["last_error"] and i)
+    assert info and info["version"] == before["item"]["version"], info
+    status, body = _post(models.api.url + "/ml/v1/predict", {"features": models.rows[:2].tolist()}, models.key)
+    assert status == 200 and body["item"] == before["item"], body
+    status, body = _post(models.api.url + "/ml/v1/predict", {"features": models.rows[:2].tolist(),
+                                                             "version": broken.version}, models.key)
+    assert status >= 400 and set(body) == {"error"}, body
