@@ -46,6 +46,9 @@ def add_ml_parser(sub) -> None:
                     help="bars after each test window left out of training (default 0; only kfold trains on later bars)")
     tr.add_argument("--scheme", choices=["walk-forward", "kfold"], default="walk-forward",
                     help="walk-forward: train on the past of each test window (default); kfold: on every other window")
+    tr.add_argument("--holdout", type=_fraction, default=0.2,
+                    help="last fraction of the bars kept out of every fold and the final model, on which the "
+                         "registered model is scored (default 0.2; 0: none, the final model sees every bar)")
     tr.add_argument("--rounds", type=flags.positive_int, default=200, help="boosting rounds (default 200)")
     tr.add_argument("--max-depth", type=flags.positive_int, default=4, help="tree depth (default 4)")
     tr.add_argument("--eta", type=flags.positive_float, default=0.05, help="learning rate (default 0.05)")
@@ -92,6 +95,16 @@ def _non_negative_int(text: str) -> int:
     return v
 
 
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text}")
+    return v
+
+
 def _registry(args):
     from connectors.models.registry import Registry, default_root
     root = Path(args.registry) if args.registry else default_root()
@@ -133,7 +146,7 @@ def cmd_train(args) -> int:
     progress.close()
     if not len(feats):
         raise CommandLineError("--input: no closed bars to compute features over")
-    jobs = jobs_of(feats, label_spec, spec, args.folds, args.embargo, args.scheme, args.per_market)
+    jobs = jobs_of(feats, label_spec, spec, args.folds, args.embargo, args.scheme, args.per_market, args.holdout)
     print(f"features: {len(feats):,} bars x {len(feats.names)} features of {len(feats.markets)} market(s) in "
           f"{time.perf_counter() - t0:.1f}s; {len(jobs)} training job(s), {args.folds} folds each", file=sys.stderr)
     steps = sum(j.folds + 1 for j in jobs)
@@ -158,8 +171,9 @@ def cmd_train(args) -> int:
         data_hash = _data_hash(job)
         params = {"features": list(feats.names), "timeframe": timeframe, "label": label_spec.describe(),
                   "markets": markets, "train": spec.describe(), "folds": args.folds, "embargo": args.embargo,
-                  "scheme": args.scheme}
-        metrics = {"held_out": r.held_out, "folds": r.folds, "importance": r.importance, "rows": r.rows}
+                  "scheme": args.scheme, "holdout": args.holdout}
+        metrics = {"held_out": r.held_out, "holdout": r.holdout, "folds": r.folds, "importance": r.importance,
+                   "rows": r.rows}
         info = reg.register(name=name, kind="xgboost", files={"model.ubj": r.model}, metrics=_clean(metrics),
                             features=list(feats.names), window=r.window, data_hash=data_hash, params=params)
         if args.promote:
@@ -226,6 +240,11 @@ def _print_result(r, info) -> None:
               f"top decile {_f(f['precision_top_decile'])}")
     cal = " ".join(f"{c['mean_predicted']:.2f}->{c['fraction_positive']:.2f}({c['count']})" for c in h["calibration"])
     print(f"  calibration (predicted->observed(rows)): {cal}")
+    o = r.holdout
+    if o:
+        print(f"  holdout (the registered model, last {o['rows']:,} rows, {_f(o['positive_rate'], '.1%')} up, "
+              f"{o['purged']} purged before it): AUC {_f(o['auc'])}, log loss {_f(o['log_loss'])}, "
+              f"precision at top decile {_f(o['precision_top_decile'])}")
     top = list(r.importance.items())[:8]
     print("  importance (gain): " + ", ".join(f"{k} {v:.3g}" for k, v in top))
 
@@ -236,12 +255,14 @@ def cmd_list(args) -> int:
     if not rows:
         print(f"no models in {reg.root}", file=sys.stderr)
         return 0
-    header = ("NAME", "VERSION", "KIND", "STAGE", "CREATED", "ROWS", "AUC", "LOGLOSS", "TOP10%", "DATA")
+    header = ("NAME", "VERSION", "KIND", "STAGE", "CREATED", "ROWS", "WF_AUC", "HOLDOUT_AUC", "HOLDOUT_LOGLOSS",
+              "HOLDOUT_TOP10%", "DATA")
     table = [header]
     for i in rows:
-        h = (i.metrics or {}).get("held_out") or {}
-        table.append((i.name, i.version, i.kind, i.stage, i.created_at[:19], str((i.metrics or {}).get("rows", "")),
-                      _f(h.get("auc")), _f(h.get("log_loss")), _f(h.get("precision_top_decile")), i.data_hash[:12]))
+        m = i.metrics or {}
+        h, o = m.get("held_out") or {}, m.get("holdout") or {}
+        table.append((i.name, i.version, i.kind, i.stage, i.created_at[:19], str(m.get("rows", "")), _f(h.get("auc")),
+                      _f(o.get("auc")), _f(o.get("log_loss")), _f(o.get("precision_top_decile")), i.data_hash[:12]))
     widths = [max(len(str(r[c])) for r in table) for c in range(len(header))]
     for r in table:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())

@@ -32,6 +32,7 @@ class TrainJob:
     folds: int = 4
     embargo: int = 0
     scheme: str = "walk-forward"
+    holdout: float = 0.2  # the last fraction of bar times, kept out of every fold and the final model
 
     def __post_init__(self) -> None:
         if len(self.X) != len(self.y) or len(self.y) != len(self.close_ts) or len(self.close_ts) != len(self.end_ts):
@@ -40,7 +41,8 @@ class TrainJob:
 
 @dataclass
 class JobResult:
-    """Held-out metrics (per fold and over every fold's predictions), and the final model."""
+    """Walk-forward held-out metrics (per fold and over every fold's predictions), the final model and its
+    metrics on the holdout window."""
 
     key: str
     rows: int
@@ -48,27 +50,47 @@ class JobResult:
     held_out: dict
     booster: object  # the final booster; None once serialised into ``model``
     importance: dict
-    window: dict  # first row's bar close and the last bar any label reads, ns UTC
+    window: dict  # the final model's training rows: first bar close and the last bar any label reads, ns UTC
+    holdout: dict = field(default_factory=dict)  # the final model on the holdout window ({} without one)
     model: bytes = b""  # the final booster as XGBoost's UBJSON (what model.ubj holds)
 
 
+def holdout_split(close_ts: np.ndarray, end_ts: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(development rows, holdout rows): the holdout is the last ``fraction`` of the bar times; development
+    rows whose label reads into it are purged. ``fraction`` 0: every row is development, none held out."""
+    if not (0.0 <= fraction < 1.0):
+        raise ConfigError(f"holdout must be a fraction in [0, 1), got {fraction!r}")
+    if fraction == 0.0:
+        return np.arange(len(close_ts)), np.empty(0, np.int64)
+    times = np.unique(close_ts)
+    first = int(len(times) * (1.0 - fraction))
+    if first <= 0 or first >= len(times):
+        raise ConfigError(f"holdout {fraction}: the data has {len(times)} bar times, too few to hold any out")
+    cut = times[first]
+    return np.flatnonzero(end_ts < cut), np.flatnonzero(close_ts >= cut)
+
+
 def run_job(job: TrainJob, fit: Fit = xgb.train, progress: Callable[[int], None] | None = None) -> JobResult:
-    """Walk-forward: each fold's model sees only its purged (and embargoed) training rows and is scored on its
-    test window; the held-out metrics pool every fold's test predictions. ``progress(1)`` per model fitted
-    (``job.folds + 1`` in all)."""
+    """Walk-forward evaluation on the development rows (all but the final holdout window): each fold's model
+    sees only its purged (and embargoed) training rows and is scored on its test window; ``held_out`` pools
+    every fold's test predictions. The final model is fitted on every development row and, with a holdout,
+    scored on it (``holdout``): the numbers of the very model that gets registered, on bars it never saw.
+    ``progress(1)`` per model fitted (``job.folds + 1`` in all)."""
     if len(job.y) == 0:
         raise ConfigError(f"{job.key}: no labelled rows to train on (the series is shorter than the label horizon "
                           f"and the features' warm-up)")
-    fs = splits.folds(job.close_ts, job.end_ts, job.folds, job.embargo, job.scheme, min_train=2)
+    dev, hold = holdout_split(job.close_ts, job.end_ts, job.holdout)
+    X, y_all, close_ts, end_ts = job.X[dev], job.y[dev], job.close_ts[dev], job.end_ts[dev]
+    fs = splits.folds(close_ts, end_ts, job.folds, job.embargo, job.scheme, min_train=2)
     fold_rows, ys, ps = [], [], []
     for f in fs:
-        y_train = job.y[f.train]
+        y_train = y_all[f.train]
         if y_train.min() == y_train.max():
             raise ConfigError(f"{job.key}: fold {f.index + 1} trains on one class only ({int(y_train[0])}); "
                               f"use fewer folds or a longer series")
-        booster = fit(job.X[f.train], y_train, job.spec)
-        p = predict(booster, job.X[f.test])
-        y = job.y[f.test]
+        booster = fit(X[f.train], y_train, job.spec)
+        p = predict(booster, X[f.test])
+        y = y_all[f.test]
         m = evaluation.evaluate(y, p)
         m.pop("calibration")
         fold_rows.append({"fold": f.index + 1, "train_rows": int(len(f.train)), "test_rows": int(len(f.test)),
@@ -79,18 +101,23 @@ def run_job(job: TrainJob, fit: Fit = xgb.train, progress: Callable[[int], None]
         if progress:
             progress(1)
     held_out = evaluation.evaluate(np.concatenate(ys), np.concatenate(ps))
-    if job.y.min() == job.y.max():
-        raise ConfigError(f"{job.key}: every label is {int(job.y[0])}; nothing to learn")
-    final = fit(job.X, job.y, job.spec)
+    if y_all.min() == y_all.max():
+        raise ConfigError(f"{job.key}: every label is {int(y_all[0])}; nothing to learn")
+    final = fit(X, y_all, job.spec)
+    holdout = {}
+    if len(hold):
+        holdout = evaluation.evaluate(job.y[hold], predict(final, job.X[hold]))
+        holdout.update(start_ts=int(job.close_ts[hold].min()), end_ts=int(job.close_ts[hold].max()),
+                       purged=int(len(job.y) - len(dev) - len(hold)))
     if progress:
         progress(1)
     return JobResult(job.key, int(len(job.y)), fold_rows, held_out, final,
                      evaluation.gain_importance(final, job.names),
-                     {"start_ts": int(job.close_ts.min()), "end_ts": int(job.end_ts.max())})
+                     {"start_ts": int(close_ts.min()), "end_ts": int(end_ts.max())}, holdout)
 
 
 def jobs_of(feats, label_spec: LabelSpec, spec: TrainSpec, folds: int = 4, embargo: int = 0,
-            scheme: str = "walk-forward", per_market: bool = False) -> list[TrainJob]:
+            scheme: str = "walk-forward", per_market: bool = False, holdout: float = 0.2) -> list[TrainJob]:
     """Training jobs over a feature frame (``engine.features.Features``): one pooled over every market (key
     ``pooled``), or one per market (key: the market); each holds its labelled rows in time order. Each market
     and timeframe is labelled on its own series."""
@@ -107,5 +134,5 @@ def jobs_of(feats, label_spec: LabelSpec, spec: TrainSpec, folds: int = 4, embar
         rows = np.flatnonzero(mask)
         rows = rows[np.argsort(feats.close_ts[rows], kind="stable")]
         jobs.append(TrainJob(key_name, feats.values[rows], labels.y[rows], feats.close_ts[rows], labels.end_ts[rows],
-                             list(feats.names), spec, folds, embargo, scheme))
+                             list(feats.names), spec, folds, embargo, scheme, holdout))
     return jobs

@@ -30,12 +30,14 @@ def test_train_list_promote_rollback(tmp_path) -> None:
     assert p.returncode == 0, p.stderr
     assert "features [" in p.stderr and "train [" in p.stderr  # progress on stderr
     assert "xgb v1 (production)" in p.stdout and "AUC" in p.stdout and "calibration" in p.stdout
-    assert "importance (gain)" in p.stdout
+    assert "importance (gain)" in p.stdout and "holdout (the registered model" in p.stdout
     meta = json.loads((tmp_path / "models" / "xgb" / "v1" / "meta.json").read_text())
     assert meta["kind"] == "xgboost" and meta["params"]["timeframe"] == "5m"
     assert meta["params"]["label"] == {"kind": "sign", "horizon": 12} and meta["features"] == meta["params"]["features"]
     assert meta["params"]["markets"] == ["ADA_BTC", "ZEC_BTC"] and len(meta["data_hash"]) == 64
     assert set(meta["metrics"]["held_out"]) >= {"auc", "log_loss", "precision_top_decile", "calibration"}
+    hold = meta["metrics"]["holdout"]
+    assert hold["start_ts"] > meta["window"]["end_ts"] and 0.0 < hold["auc"] < 1.0 and len(hold["calibration"]) > 3
     assert len(meta["metrics"]["folds"]) == 2 and meta["window"]["start_ts"] < meta["window"]["end_ts"]
     assert (tmp_path / "models" / "xgb" / "v1" / "model.ubj").stat().st_size > 1000
 
@@ -84,6 +86,7 @@ def test_the_models_table_is_written_when_database_url_is_set(tmp_path, pg_db) -
     (["train", "--input", CANDLES[0], "--label", "up"], "--label"),
     (["train", "--input", CANDLES[0], "--horizon", "-2"], "--horizon"),
     (["train", "--input", CANDLES[0], "--embargo", "x"], "--embargo"),
+    (["train", "--input", CANDLES[0], "--holdout", "1"], "--holdout"),
     (["train", "--input", CANDLES[0], "--serial", "--ray-address", "auto"], "exclude each other"),
     (["train", "--input", CANDLES[0], "--serial", "--folds", "100000"], "distinct bar times"),
     (["promote", "xgb", "v1"], "no model named 'xgb'"),

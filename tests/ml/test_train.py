@@ -10,9 +10,9 @@ from actors.ml_train import train_on_ray, train_serial
 from app.inputs import load_inputs
 from engine.features import feature_frame
 from engine.models.labels import LabelSpec
-from engine.models.train import jobs_of
+from engine.models.train import holdout_split, jobs_of
 from engine.models.xgb import TrainSpec, load, predict, train
-from schemas.errors import InputError
+from schemas.errors import ConfigError, InputError
 from tests.data_paths import SHARED_DATA
 
 CANDLES = [str(SHARED_DATA / "candles" / f) for f in ("ADA_BTC-5m.feather", "ZEC_BTC-5m.feather")]
@@ -54,11 +54,14 @@ def test_held_out_metrics_and_scoring(per_market_jobs) -> None:
     steps = []
     (r,) = train_serial(per_market_jobs[:1], progress=steps.append)
     assert sum(steps) == 3 + 1  # one per fold and the final model
-    h = r.held_out
+    h, o = r.held_out, r.holdout
     assert h["rows"] == sum(f["test_rows"] for f in r.folds)
+    # the holdout: the last 20% of the bars, after every fold's test window, 12 rows purged before it
+    assert o["start_ts"] > max(f["test_end_ts"] for f in r.folds) and o["purged"] == 12
+    assert o["rows"] + h["rows"] + o["purged"] < r.rows and 0.3 < o["auc"] < 0.8
+    assert r.window["end_ts"] < o["start_ts"]  # the registered model never saw a holdout bar
     assert 0.3 < h["auc"] < 0.8 and 0.0 < h["log_loss"] < 2.0 and 0.0 <= h["precision_top_decile"] <= 1.0
     assert all(f["purged"] == 12 for f in r.folds)  # one market: the 12 rows whose labels reach the test window
-    assert r.window["end_ts"] == int(per_market_jobs[0].end_ts.max())
     booster = load(r.model)
     p = predict(booster, per_market_jobs[0].X[:100])
     assert p.dtype == np.float32 and p.shape == (100,) and np.all((p > 0) & (p < 1))
@@ -73,3 +76,20 @@ def test_train_is_deterministic_and_checks_labels(per_market_jobs) -> None:
     assert bytes(a.save_raw("ubj")) == bytes(b.save_raw("ubj"))
     with pytest.raises(InputError, match="0 or 1"):
         train(j.X[:3], [0.0, 1.0, float("nan")], SPEC)
+
+
+def test_holdout_split_by_hand() -> None:
+    close_ts = np.arange(10, dtype=np.int64)
+    dev, hold = holdout_split(close_ts, close_ts + 2, 0.2)
+    np.testing.assert_array_equal(hold, [8, 9])
+    np.testing.assert_array_equal(dev, [0, 1, 2, 3, 4, 5])  # 6 and 7 read bars 8 and 9: purged
+    dev, hold = holdout_split(close_ts, close_ts + 2, 0.0)
+    assert len(dev) == 10 and len(hold) == 0
+    with pytest.raises(ConfigError, match="fraction"):
+        holdout_split(close_ts, close_ts + 2, 1.0)
+
+
+def test_without_a_holdout_the_final_model_sees_every_row(feats) -> None:
+    (job,) = jobs_of(feats.for_market("ADA_BTC"), LabelSpec("sign", 6), SPEC, 2, 0, holdout=0.0)
+    (r,) = train_serial([job])
+    assert r.holdout == {} and r.window == {"start_ts": int(job.close_ts.min()), "end_ts": int(job.end_ts.max())}
