@@ -306,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_backtest_parser(sub)
     from app.ml import add_ml_parser
     add_ml_parser(sub)
+    from app.rl import add_rl_parser
+    add_rl_parser(sub)
     from app.chain import add_chain_parser
     from app.chain_follow_args import add_follow_parser
     from app.db import add_db_parser

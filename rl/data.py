@@ -33,6 +33,7 @@ class MarketData:
     warmup: int  # first row whose features are past their warm-up
     data_hash: str
     source: str = ""
+    candles: CandleBatch | None = None  # the same rows as engine candles (for rule-strategy backtests)
 
     def __len__(self) -> int:
         return len(self.close_ts)
@@ -82,7 +83,7 @@ def market_data(inputs: list, market: str | None = None, config: PipelineConfig 
     return MarketData(name, int(tfs.min()), list(f.names), np.ascontiguousarray(values),
                       c.open_ts.astype(np.int64), c.close_ts.astype(np.int64), c.open.astype(np.float64),
                       c.high.astype(np.float64), c.low.astype(np.float64), c.close.astype(np.float64),
-                      c.volume.astype(np.float64), warm, f.data_hash(), source)
+                      c.volume.astype(np.float64), warm, f.data_hash(), source, c)
 
 
 _CACHE: dict[tuple, MarketData] = {}
