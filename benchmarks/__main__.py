@@ -22,6 +22,7 @@ SECTIONS = {
     "feed": "benchmarks.feed_fanout",
     "venues": "benchmarks.venue_parsing",
     "backtest": "benchmarks.backtest",
+    "rl": "benchmarks.rl",
     "ml": "benchmarks.ml",
 }
 
