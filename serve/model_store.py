@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from connectors.models.live import POLICY_FILE, XGB_FILE, LivePolicy, LiveXgb
 from connectors.models.registry import Registry, RegistryError
-from engine.models.xgb import predict
 from schemas.errors import CryptoIntelError, InputError
 
-XGB_FILE = "model.ubj"
-POLICY_FILE = "policy.zip"
+__all__ = ["POLICY_FILE", "XGB_FILE"]  # artefact names, defined with the loaders in connectors.models.live
 
 
 class ModelServeError(CryptoIntelError):
@@ -103,14 +102,11 @@ def _as_matrix(rows: Any, what: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-class XgbModel:
+class XgbModel(LiveXgb):
     """One loaded XGBoost version: ``score(X)`` is the probability of "up"."""
 
     def __init__(self, meta: ModelMeta) -> None:
-        import xgboost
-        self.meta = meta
-        self.booster = xgboost.Booster()
-        self.booster.load_model(str(meta.path / XGB_FILE))
+        super().__init__(meta)
         self.width = int(self.booster.num_features())
         if meta.features and len(meta.features) != self.width:
             raise InputError(f"{meta.name} {meta.version}: meta lists {len(meta.features)} features, "
@@ -135,30 +131,21 @@ class XgbModel:
         return [where[n] for n in self.meta.features]
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(predict(self.booster, X), dtype=np.float64)
+        return np.asarray(super().score(X), dtype=np.float64)
 
 
-class PolicyModel:
+class PolicyModel(LivePolicy):
     """One loaded stable-baselines3 policy: ``act(obs)`` is the deterministic (argmax) action and the probabilities."""
 
     def __init__(self, meta: ModelMeta) -> None:
-        import stable_baselines3
-        import torch
-        self.meta = meta
-        algo = str(meta.params.get("algo", "ppo")).upper()
-        cls = getattr(stable_baselines3, algo, None)
-        if cls is None:
-            raise InputError(f"{meta.name} {meta.version}: unknown stable-baselines3 algorithm {algo!r}")
-        self._torch = torch
-        torch.set_num_threads(1)  # a replica shares two cores with everything else
-        self.model = cls.load(str(meta.path / POLICY_FILE), device="cpu")
-        space = self.model.observation_space
-        self.width = int(np.prod(space.shape))
+        try:
+            super().__init__(meta)
+        except AttributeError:
+            raise InputError(f"{meta.name} {meta.version}: unknown stable-baselines3 algorithm "
+                             f"{meta.params.get('algo')!r}") from None
+        self.width = int(np.prod(self.model.observation_space.shape))
         self.n_actions = int(self.model.action_space.n)
-        obs = meta.params.get("observation") or {}
-        self.obs_features: list[str] = list(obs.get("features") or obs.get("names") or [])
-        self.window = int(obs.get("window", 1) or 1)
-        self.with_position, self.with_pnl = bool(obs.get("position", False)), bool(obs.get("pnl", False))
+        self.window = int((meta.params.get("observation") or {}).get("window", 1) or 1)
 
     def rows(self, rows: Any) -> np.ndarray:
         X = _as_matrix(rows, "observation")
@@ -181,14 +168,6 @@ class PolicyModel:
         # a caller states its position; unrealised PnL is 0 for a fresh look (no trade history here)
         return [where[n] for n in wanted] + ([position] if self.with_position else []) + \
             ([0.0] if self.with_pnl else [])
-
-    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        torch = self._torch
-        with torch.no_grad():
-            t, _ = self.model.policy.obs_to_tensor(obs.reshape((-1, *self.model.observation_space.shape)))
-            dist = self.model.policy.get_distribution(t).distribution
-            probs = dist.probs.cpu().numpy().astype(np.float32)
-        return probs.argmax(axis=1).astype(np.int64), probs
 
 
 LOADERS: dict[str, Callable[[ModelMeta], Any]] = {"xgboost": XgbModel, "rl_policy": PolicyModel}

@@ -3,13 +3,12 @@
 
 Predict and act go through Serve handles to the model and policy deployments of ``serve.models``
 (batched there); a ``market`` request is scored on that market's latest closed feature row, which the
-live pipeline keeps in Redis (hash ``{namespace}:features:latest``, field ``market|timeframe``).
+live pipeline keeps in the Redis latest-state cache (kind ``features``, key ``market|timeframe``).
 Anomaly scores and wallet patterns are computed here, from pure functions over stored rows.
 """
 
 
 import asyncio
-import json
 import math
 import time
 from collections import Counter
@@ -32,11 +31,6 @@ Rows = Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)]
 MarketName = Annotated[str, Field(min_length=1, max_length=64), Text]
 Timeframe = Annotated[str, Field(max_length=8, pattern=r"^[0-9]+[smhdw]$")]
 Version = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")]
-
-
-def features_key(namespace: str) -> str:
-    """The Redis hash of the latest closed feature row per ``market|timeframe``."""
-    return f"{namespace}:features:latest"
 
 
 class _OneSource(BaseModel):
@@ -143,11 +137,10 @@ async def _await(response: Any) -> Any:
 
 async def _live_row(svc: Services, market: str, timeframe: str | None) -> tuple[str, dict[str, Any]]:
     tf = timeframe or svc.settings.default_timeframe
-    raw = await svc.redis.hget(features_key(svc.settings.namespace), f"{market}|{tf}")
-    if raw is None:
+    row = await svc.cache.get("features", f"{market}|{tf}")
+    if row is None:
         raise ApiError(404, "not_found", f"no live feature row for {market} {tf} yet (the live pipeline publishes "
                                          "one per closed bar)")
-    row = json.loads(raw)
     if not isinstance(row.get("names"), list) or not isinstance(row.get("values"), list):
         raise ApiError(502, "bad_feature_row", f"the live feature row of {market} {tf} has no names/values")
     return tf, row

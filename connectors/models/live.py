@@ -38,8 +38,9 @@ class LivePolicy:
         algo = getattr(stable_baselines3, str(info.params.get("algo", "ppo")).upper())
         self.model = algo.load(str(info.path / POLICY_FILE), device="cpu")
         obs = info.params.get("observation") or {}
-        self.obs_features: list[str] = list(obs.get("features") or obs.get("names") or info.features or [])
-        self.extras = int(bool(obs.get("position", False))) + int(bool(obs.get("pnl", False)))
+        self.obs_features: list[str] = list(obs.get("features") or obs.get("names") or [])
+        self.with_position, self.with_pnl = bool(obs.get("position", False)), bool(obs.get("pnl", False))
+        self.extras = int(self.with_position) + int(self.with_pnl)  # values appended after the features
         self._torch = torch
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

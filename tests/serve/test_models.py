@@ -69,7 +69,8 @@ def _until(check, timeout_s: float = 20.0):
 @pytest.fixture(scope="module")
 def models(running_api: RunningApi, tmp_path_factory) -> Models:
     from serve.models import deploy_models, undeploy_models
-    from serve.models_api import features_key
+    from connectors.storage.latest_cache import LatestCache
+    from connectors.storage.redis_keys import RedisKeys
     root = tmp_path_factory.mktemp("registry")
     key = asyncio.run(_user(running_api.database_url, "enterprise"))
     # before the deployments exist the routes answer 503 in the error shape
@@ -84,8 +85,14 @@ def models(running_api: RunningApi, tmp_path_factory) -> Models:
     # a live row as the pipeline publishes it: names in another order, one warm-up null
     names = list(reversed(FEATURES)) + ["extra"]
     values = [None if np.isnan(v) else float(v) for v in X[-1][::-1]] + [1.0]
-    client.hset(features_key(running_api.namespace), f"{MARKET}|5m",
-                json.dumps({"market": MARKET, "timeframe": "5m", "ts": live_ts, "names": names, "values": values}))
+    keys = RedisKeys(namespace=running_api.namespace)
+    record = {"market": MARKET, "timeframe": "5m", "ts": live_ts, "names": names, "values": values}
+
+    async def publish() -> None:  # as the pipeline's store actor does
+        cache = LatestCache.from_url(running_api.redis_url, keys=keys)
+        await cache.put("features", f"{MARKET}|5m", record)
+        await cache.close()
+    asyncio.run(publish())
     serving = deploy_models(root, poll_s=0.2)
     assert serving == {"xgb": v1, "policy": None}
     time.sleep(2.1)  # the API forgets a missing deployment after 2 s
@@ -93,7 +100,7 @@ def models(running_api: RunningApi, tmp_path_factory) -> Models:
         yield Models(running_api, root, {v1: b1, v2: b2}, policy, X, key, live_ts)
     finally:
         undeploy_models()
-        client.hdel(features_key(running_api.namespace), f"{MARKET}|5m")
+        client.delete(keys.latest("features", f"{MARKET}|5m"))
 
 
 def test_predict_rows_match_the_model_in_process(models: Models) -> None:
