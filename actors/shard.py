@@ -56,6 +56,7 @@ class StageShard:
             self.scorer = next((op for op in self.chain.operators if isinstance(op, ScoreOperator)), None)
             if self.scorer is not None:
                 self.models = LiveModels(self.config.models_dir)
+                self._follow_models()  # load now, before the stream starts, not inside the first batch
 
     def _follow_models(self) -> None:
         """Between batches: score with whatever was promoted since the last check (hot swap)."""

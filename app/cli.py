@@ -241,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="files only: no Postgres, Redis, HTTP API, WebSocket feed or dashboard")
     run.add_argument("--dashboard-port", type=flags.port, default=8265, help="Ray dashboard port on 127.0.0.1")
     run.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    run.add_argument("--no-models", action="store_true",
+                     help="no feature rows, model scores or model serving (default: serve the registry's promoted "
+                          "model and policy, training small ones on the bundled sample when there are none)")
     run.add_argument("--host", default="127.0.0.1", help="address the HTTP API binds (default 127.0.0.1)")
     run.add_argument("--http-port", type=flags.port, default=8000, help="HTTP API port (default 8000)")
     run.add_argument("--ws-port", type=flags.port, default=8001,

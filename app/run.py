@@ -18,6 +18,9 @@ def run_live(args: argparse.Namespace, config: PipelineConfig) -> int:
     from engine.sources.sample import sample_paths
 
     check_strategy(config)
+    if not args.no_models:  # feature rows live, scored by the registry's promoted model and policy
+        from serve.models import registry_root
+        config = config.model_copy(update={"features": True, "models_dir": str(registry_root(args.data_dir))})
     paths = args.input or [str(p) for p in sample_paths()]
     inputs = align_starts(load_inputs(paths, args.market, args.columns))
     out_dir = job_out_dir(args)

@@ -171,6 +171,11 @@ def start_outputs(args: argparse.Namespace, config, services: StoreSettings, out
     lines, feed = start_serving(services, args.host, args.http_port, out_dir, args.ws_port)
     for line in lines:
         _say(line)
+    if feed is not None and config.models_dir:
+        from app.models_bootstrap import ensure_models, serve_models
+        ensure_models(Path(config.models_dir), _say)
+        for line in serve_models(Path(config.models_dir), _say):
+            _say(line)
     pipe = RayPipeline(config, out_path=str(out_dir / "signals.jsonl"), keep=False, store=store)
     return JobOutputs(store, feed, services.checkpoint_store(), pipe)
 

@@ -152,7 +152,7 @@ class PolicyModel(LivePolicy):
         if X.shape[1] != self.width:
             raise BadRowsError(f"policy {self.meta.name} {self.meta.version} takes observations of {self.width} "
                                f"values, got {X.shape[1]}")
-        return np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)
+        return self.prepare(X)
 
     def from_row(self, names: list[str], values: list[Any], position: float = 0.0) -> list[float | None]:
         """An observation built from a live feature row (window 1): the policy's features, then position/PnL."""

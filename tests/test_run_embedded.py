@@ -49,6 +49,11 @@ async def _get(url: str, key: str | None = None) -> tuple[int, dict]:
         return r.status, await r.json()
 
 
+async def _post(url: str, body: dict, key: str) -> tuple[int, dict]:
+    async with aiohttp.ClientSession(headers={"X-API-Key": key}) as s, s.post(url, json=body) as r:
+        return r.status, await r.json()
+
+
 def _up(url: str) -> bool:
     """The server answers 200 (it may not listen yet)."""
     try:
@@ -92,6 +97,12 @@ def test_run_on_embedded_defaults_serves_everything_and_keeps_history(tmp_path: 
         assert asyncio.run(_get(f"{base}/api/v1/signals"))[0] == 401
         items = _wait_for(lambda: asyncio.run(_get(f"{base}/api/v1/signals?limit=50", key))[1]["items"], 60)
         assert items and all(s["market"] and s["side"] in ("buy", "sell") for s in items)
+        # the models trained on the empty registry answer for a market's latest live feature row
+        for path, field in (("/ml/v1/predict", "score"), ("/rl/v1/act", "action")):
+            status, body = _wait_for(lambda: (r := asyncio.run(_post(base + path, {"market": "ADA_BTC",
+                                                                                   "timeframe": "5m"}, key)))[0] == 200
+                                     and r, 60)
+            assert body["item"]["version"] == "v1" and field in body["item"], body
         live = asyncio.run(_watch_live(http_port, ws_port, key))
         assert live["candles"] > 0 and live["http_status"] == 200, live
         page = asyncio.run(_watch_dashboard(http_port, ws_port, key, ARTIFACTS / "embedded"))
@@ -100,6 +111,7 @@ def test_run_on_embedded_defaults_serves_everything_and_keeps_history(tmp_path: 
         out, _ = proc.communicate(timeout=180)
         assert proc.returncode == 0, out
         assert "embedded services ready" in out and "first start: admin API key" in out
+        assert "xgb model trained and promoted" in out and "models: xgb v1 at POST /ml/v1/predict, policy v1" in out
         assert (first_signal_s(out) or 99) <= 10, out[-3000:]  # signals within the first 10 s of the replay
         assert key not in out.split("first start: admin API key", 1)[1].split("\n", 1)[1]  # shown once
         time.sleep(1)

@@ -41,7 +41,13 @@ class LivePolicy:
         self.obs_features: list[str] = list(obs.get("features") or obs.get("names") or [])
         self.with_position, self.with_pnl = bool(obs.get("position", False)), bool(obs.get("pnl", False))
         self.extras = int(self.with_position) + int(self.with_pnl)  # values appended after the features
+        self.clip = float(obs.get("clip") or 0.0)  # the env clips observations to +-clip (0: no clip)
         self._torch = torch
+
+    def prepare(self, obs: np.ndarray) -> np.ndarray:
+        """Observations as the training env made them: NaN and infinities as 0, clipped."""
+        obs = np.nan_to_num(np.asarray(obs, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        return np.clip(obs, -self.clip, self.clip) if self.clip else obs
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with self._torch.no_grad():

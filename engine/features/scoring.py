@@ -25,7 +25,7 @@ class ScoreOperator:
 
     def __init__(self) -> None:
         self.model: Any = None  # .features (names it reads) and .score(X) -> probabilities
-        self.policy: Any = None  # .obs_features, .extras (position/PnL values appended) and .act(obs)
+        self.policy: Any = None  # .obs_features, .extras (position/PnL values appended), .prepare and .act(obs)
         self.stats = {"scored_rows": 0, "acted_rows": 0}
 
     def attach(self, model: Any = None, policy: Any = None) -> None:
@@ -43,9 +43,9 @@ class ScoreOperator:
                 self.stats["scored_rows"] += n
             if policy is not None:
                 obs = _select(batch, policy.obs_features or list(batch.model_names))
-                obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
                 if policy.extras:  # live rows score as if flat: position and PnL 0
                     obs = np.hstack([obs, np.zeros((n, policy.extras), obs.dtype)])
+                obs = policy.prepare(obs)
                 actions, _ = policy.act(obs)
                 out[:, 1] = actions
                 self.stats["acted_rows"] += n

@@ -1,0 +1,55 @@
+"""Models for the main job: on an empty registry, small ones trained on the bundled sample (so a newcomer sees
+``/ml/v1/predict`` and ``/rl/v1/act`` answer), then the promoted versions deployed next to the API."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+# small and quick: about a minute in all on a 2-core laptop, progress on stderr
+XGB_ARGS = ["--rounds", "60", "--folds", "2", "--serial"]
+RL_TIMESTEPS = "4096"
+
+
+def _candle_paths() -> list[str]:
+    from engine.sources.sample import sample_paths
+    return [str(p) for p in sample_paths() if str(p).endswith(".feather")]
+
+
+def _cli(argv: list[str]) -> None:
+    from app.cli import build_parser
+    args = build_parser().parse_args(argv)
+    with contextlib.redirect_stdout(sys.stderr):  # the job's own stdout stays quiet
+        args.func(args)
+
+
+def ensure_models(root: Path, say: Callable[[str], None]) -> None:
+    """Train and promote the default model and policy where the registry has no production version."""
+    from connectors.models.registry import Registry
+
+    reg = Registry(root)
+    paths = _candle_paths()
+    if reg.production_version("xgb") is None:
+        say(f"model registry {root} has no promoted xgb model: training a small one on the bundled sample ...")
+        t0 = time.perf_counter()
+        _cli(["ml", "train", "--input", *paths, "--registry", str(root), "--promote", *XGB_ARGS])
+        say(f"xgb model trained and promoted in {time.perf_counter() - t0:.0f}s")
+    if reg.production_version("policy") is None:
+        say(f"model registry {root} has no promoted policy: training a small PPO policy on the bundled sample ...")
+        t0 = time.perf_counter()
+        _cli(["rl", "train", "--input", paths[0], "--algo", "ppo", "--timesteps", RL_TIMESTEPS, "--registry", str(root),
+              "--promote", "--serial"])
+        say(f"policy trained and promoted in {time.perf_counter() - t0:.0f}s")
+
+
+def serve_models(root: Path, say: Callable[[str], None]) -> list[str]:
+    """Deploy the promoted model and policy (Serve must be up); lines to print."""
+    from serve.models import deploy_models
+
+    versions = deploy_models(root)
+    return [f"models: xgb {versions.get('xgb') or 'none'} at POST /ml/v1/predict, policy "
+            f"{versions.get('policy') or 'none'} at POST /rl/v1/act (promote another with crypto-intel ml promote; "
+            f"the deployments follow it)"]
