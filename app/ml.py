@@ -58,7 +58,9 @@ def add_ml_parser(sub) -> None:
                     help="logical CPUs each Ray task asks for, fractions allowed (default: --nthread)")
     tr.add_argument("--timeframe", default=None, type=flags.timeframe,
                     help="bar length built from trades (default 1m; candle files keep their own)")
-    tr.add_argument("--ray-address", default=None, help="Ray cluster address (auto: the running one; default: start one)")
+    tr.add_argument("--ray-address", default=None,
+                    help="Ray cluster address (auto: the running one; default: $RAY_ADDRESS as `ray job submit` "
+                         "sets it, else a local Ray started for the run)")
     tr.add_argument("--serial", action="store_true", help="train in this process, not as Ray tasks")
     tr.add_argument("--name", default=DEFAULT_NAME, help=f"registry name (default {DEFAULT_NAME}; per market: "
                                                          f"NAME-MARKET)")
@@ -183,25 +185,10 @@ def cmd_train(args) -> int:
 
 
 def _train_ray(args, jobs, progress):
-    import ray
-
     from actors.ml_train import train_on_ray
-    from actors.runtime import start_ray, stop_ray
-    own = args.ray_address is None
-    if own:
-        start_ray(dashboard=False)
-    else:
-        try:
-            ray.init(address=args.ray_address, logging_level="WARNING")
-        except ConnectionError as e:
-            raise CommandLineError(f"--ray-address {args.ray_address}: {e}") from None
-    try:
+    from app.ray_session import ray_session
+    with ray_session(args.ray_address):
         return train_on_ray(jobs, args.task_cpus, progress)
-    finally:
-        if own:
-            stop_ray()
-        else:
-            ray.shutdown()
 
 
 def _data_hash(job) -> str:

@@ -149,25 +149,9 @@ def cmd_train(args) -> int:
 
 
 def _on_ray(args, spec, fn):
-    import ray
-
-    from actors.runtime import start_ray, stop_ray
-    address = args.ray_address or os.environ.get("RAY_ADDRESS")
-    own = False
-    if not ray.is_initialized():
-        if address:
-            try:
-                ray.init(address=address, logging_level="WARNING")
-            except ConnectionError as e:
-                raise CommandLineError(f"--ray-address {address}: {e}") from None
-        else:
-            start_ray(dashboard=False)
-        own = True
-    try:
+    from app.ray_session import ray_session
+    with ray_session(args.ray_address):
         return fn(spec, args.task_cpus)
-    finally:
-        if own:
-            stop_ray()
 
 
 def cmd_evaluate(args) -> int:
