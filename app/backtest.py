@@ -18,6 +18,7 @@ import numpy as np
 from app import flags
 from app.inputs import CommandLineError, load_inputs
 from schemas.errors import ConfigError, InputError
+from schemas.json_safe import json_safe
 
 ACTIONS = ("run", "check", "sweep")
 
@@ -273,24 +274,11 @@ def _save(url: str, result, run_id: str, out: Path) -> None:
 def run_record(result, run_id: str, out: Path | None) -> dict:
     """The ``backtests`` row of a run."""
     s = result.strategy
-    return {"id": run_id, "strategy": s.name, "strategy_version": s.version, "params": _clean(s.params),
-            "settings": _clean(result.settings.describe()), "timeframe": result.timeframe, "engine": result.engine,
+    return {"id": run_id, "strategy": s.name, "strategy_version": s.version, "params": json_safe(s.params),
+            "settings": json_safe(result.settings.describe()), "timeframe": result.timeframe, "engine": result.engine,
             "markets": list(result.bars.markets), "start_ts": result.window[0], "end_ts": result.window[1],
             "bars": len(result.bars), "trades": int(len(result.ledger.trades["pnl"])),
-            "metrics": _clean(result.metrics), "out_dir": str(out) if out else None}
-
-
-def _clean(x):
-    """JSON-safe: NaN and infinities as null, numpy scalars as Python numbers."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
+            "metrics": json_safe(result.metrics), "out_dir": str(out) if out else None}
 
 
 def _pct(v) -> str:
@@ -342,7 +330,7 @@ def write_outputs(result, out: Path, run_id: str, inputs: list[str]) -> None:
                "params": result.strategy.params, "settings": result.settings.describe(),
                "timeframe": result.timeframe, "engine": result.engine, "inputs": inputs,
                "markets": result.bars.markets, "bars": len(result.bars), **result.metrics}
-        (out / "metrics.json").write_text(json.dumps(_clean(doc), indent=2, sort_keys=False) + "\n")
+        (out / "metrics.json").write_text(json.dumps(json_safe(doc), indent=2, sort_keys=False) + "\n")
         (out / "report.html").write_text(render_report(result), encoding="utf-8")
     except OSError as e:
         raise InputError(f"--out {out}: cannot write: {e.strerror or e}") from None
@@ -381,7 +369,7 @@ def _cmd_check(args) -> int:
             print(f"recursive: {r['indicator']} depends on the history before it (lookback {r['lookback']}, "
                   f"warm-up needed {need})")
     if args.out:
-        Path(args.out).write_text(json.dumps(_clean(report), indent=2) + "\n")
+        Path(args.out).write_text(json.dumps(json_safe(report), indent=2) + "\n")
     return 0 if report["ok"] else 1
 
 

@@ -40,6 +40,30 @@ positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
 
+def fraction(zero: bool = False) -> Callable[[str], float]:
+    """A fraction below 1: above 0, or from 0 on with ``zero``."""
+    def check(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not ((0.0 <= value) if zero else (0.0 < value)) or not value < 1.0:
+            raise argparse.ArgumentTypeError(f"must be a fraction in {'[0' if zero else '(0'}, 1), got {text}")
+        return value
+    check.__name__ = "fraction"
+    return check
+
+
+def registry(root: str | None):
+    """The model registry of ``--registry`` (default ``$CRYPTO_INTEL_MODELS_DIR`` or data/models), mirrored into
+    the ``models`` table when DATABASE_URL is set."""
+    from connectors.models.registry import Registry, default_root
+    r = Path(root) if root else default_root()
+    if r.exists() and not r.is_dir():
+        raise CommandLineError(f"--registry {r}: is a file; give a directory")
+    return Registry(r, os.environ.get("DATABASE_URL") or None)
+
+
 def port(text: str) -> int:
     """A TCP port, 0 (any free one) to 65535."""
     value = non_negative_int(text)

@@ -3,17 +3,15 @@ evaluation (as Ray tasks), and list, promote and roll back versions in the model
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from app import flags
 from app.inputs import CommandLineError, load_inputs
+from schemas.json_safe import json_safe
 
 ACTIONS = ("train", "list", "promote", "rollback")
 DEFAULT_NAME = "xgb"
@@ -42,17 +40,17 @@ def add_ml_parser(sub) -> None:
     tr.add_argument("--k-dn", type=flags.positive_float, default=2.0, help="triple-barrier stop in ATRs (default 2)")
     tr.add_argument("--per-market", action="store_true", help="one model per market (default: one pooled model)")
     tr.add_argument("--folds", type=flags.positive_int, default=4, help="walk-forward test windows (default 4)")
-    tr.add_argument("--embargo", type=_non_negative_int, default=0,
+    tr.add_argument("--embargo", type=flags.non_negative_int, default=0,
                     help="bars after each test window left out of training (default 0; only kfold trains on later bars)")
     tr.add_argument("--scheme", choices=["walk-forward", "kfold"], default="walk-forward",
                     help="walk-forward: train on the past of each test window (default); kfold: on every other window")
-    tr.add_argument("--holdout", type=_fraction, default=0.2,
+    tr.add_argument("--holdout", type=flags.fraction(zero=True), default=0.2,
                     help="last fraction of the bars kept out of every fold and the final model, on which the "
                          "registered model is scored (default 0.2; 0: none, the final model sees every bar)")
     tr.add_argument("--rounds", type=flags.positive_int, default=200, help="boosting rounds (default 200)")
     tr.add_argument("--max-depth", type=flags.positive_int, default=4, help="tree depth (default 4)")
     tr.add_argument("--eta", type=flags.positive_float, default=0.05, help="learning rate (default 0.05)")
-    tr.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    tr.add_argument("--seed", type=flags.non_negative_int, default=0, help="random seed (default 0)")
     tr.add_argument("--nthread", type=flags.positive_int, default=1, help="XGBoost threads per job (default 1)")
     tr.add_argument("--task-cpus", type=flags.positive_float, default=None,
                     help="logical CPUs each Ray task asks for, fractions allowed (default: --nthread)")
@@ -87,34 +85,6 @@ def add_ml_parser(sub) -> None:
     rb.set_defaults(func=cmd_rollback)
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
-    return v
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text}")
-    return v
-
-
-def _registry(args):
-    from connectors.models.registry import Registry, default_root
-    root = Path(args.registry) if args.registry else default_root()
-    if root.exists() and not root.is_dir():
-        raise CommandLineError(f"--registry {root}: is a file; give a directory")
-    return Registry(root, os.environ.get("DATABASE_URL") or None)
-
-
 def _key_name(name: str, market: str) -> str:
     safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in market)
     return f"{name}-{safe}"
@@ -128,7 +98,7 @@ def cmd_train(args) -> int:
     from engine.progress import Progress
     from schemas.timeframes import format_timeframe
 
-    reg = _registry(args)
+    reg = flags.registry(args.registry)
     if args.ray_address is not None and args.serial:
         raise CommandLineError("--ray-address and --serial exclude each other")
     label_spec = LabelSpec(args.label, args.horizon, args.k_up, args.k_dn)
@@ -176,7 +146,7 @@ def cmd_train(args) -> int:
                   "scheme": args.scheme, "holdout": args.holdout}
         metrics = {"held_out": r.held_out, "holdout": r.holdout, "folds": r.folds, "importance": r.importance,
                    "rows": r.rows}
-        info = reg.register(name=name, kind="xgboost", files={"model.ubj": r.model}, metrics=_clean(metrics),
+        info = reg.register(name=name, kind="xgboost", files={"model.ubj": r.model}, metrics=json_safe(metrics),
                             features=list(feats.names), window=r.window, data_hash=data_hash, params=params)
         if args.promote:
             info = reg.promote(name, info.version)
@@ -198,18 +168,6 @@ def _data_hash(job) -> str:
     for a in (job.X, job.y, job.close_ts, job.end_ts):
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
-
-
-def _clean(x):
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def _f(v, fmt: str = ".4f") -> str:
@@ -237,7 +195,7 @@ def _print_result(r, info) -> None:
 
 
 def cmd_list(args) -> int:
-    reg = _registry(args)
+    reg = flags.registry(args.registry)
     rows = reg.list(args.name)
     if not rows:
         print(f"no models in {reg.root}", file=sys.stderr)
@@ -257,12 +215,12 @@ def cmd_list(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    info = _registry(args).promote(args.name, args.version)
+    info = flags.registry(args.registry).promote(args.name, args.version)
     print(f"{info.name} {info.version} is in production")
     return 0
 
 
 def cmd_rollback(args) -> int:
-    info = _registry(args).rollback(args.name)
+    info = flags.registry(args.registry).rollback(args.name)
     print(f"{info.name} rolled back to {info.version}")
     return 0

@@ -3,15 +3,12 @@ resume, held-out evaluation, registry export) and print the held-out comparison 
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import os
-import sys
 from pathlib import Path
 
 from app import flags
 from app.inputs import CommandLineError, check_input_file
+from schemas.json_safe import json_safe
 
 DEFAULT_NAME = "policy"
 
@@ -41,7 +38,7 @@ def add_rl_parser(sub) -> None:
     tr.add_argument("--batch-size", type=flags.positive_int, default=64, help="minibatch size (default 64)")
     tr.add_argument("--learning-rate", type=flags.positive_float, default=3e-4, help="default 3e-4")
     tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    tr.add_argument("--eval-fraction", type=_fraction, default=0.2,
+    tr.add_argument("--eval-fraction", type=flags.fraction(), default=0.2,
                     help="final fraction of the bars held out for evaluation (default 0.2)")
     tr.add_argument("--fee", type=float, default=0.001, help="taker fee per fill (default 0.001)")
     tr.add_argument("--slippage-bps", type=float, default=0.0, help="slippage per fill in bps (default 0)")
@@ -68,20 +65,10 @@ def add_rl_parser(sub) -> None:
     ev.add_argument("--market", default=None)
     ev.add_argument("--name", default=DEFAULT_NAME)
     ev.add_argument("--version", default=None, help="e.g. v2 (default: production, else the latest)")
-    ev.add_argument("--eval-fraction", type=_fraction, default=None, help="default: the one it was trained with")
+    ev.add_argument("--eval-fraction", type=flags.fraction(), default=None, help="default: the one it was trained with")
     ev.add_argument("--registry", default=None, help=reg_help)
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
     ev.set_defaults(func=cmd_evaluate)
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < v < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text}")
-    return v
 
 
 def _params(text: str) -> dict:
@@ -95,14 +82,6 @@ def _params(text: str) -> dict:
         if not eq:
             raise CommandLineError(f"--reward-params: {part!r}: write NAME=NUMBER")
     return out
-
-
-def _registry(root: str | None):
-    from connectors.models.registry import Registry, default_root
-    r = Path(root) if root else default_root()
-    if r.exists() and not r.is_dir():
-        raise CommandLineError(f"--registry {r}: is a file; give a directory")
-    return Registry(r, os.environ.get("DATABASE_URL") or None)
 
 
 def cmd_train(args) -> int:
@@ -127,18 +106,18 @@ def cmd_train(args) -> int:
                      checkpoint_dir=str(Path(args.checkpoint_dir).resolve()) if args.checkpoint_dir else None,
                      checkpoint_every=args.checkpoint_every, resume=args.resume)
     spec.check()
-    reg = _registry(args.registry)
+    reg = flags.registry(args.registry)
     if args.serial:
         result = train(spec)
     else:
         result = _on_ray(args, spec, train_on_ray)
-    metrics = {"held_out": _clean(result.evaluation), "timesteps": result.timesteps, "seconds": result.seconds}
+    metrics = {"held_out": json_safe(result.evaluation), "timesteps": result.timesteps, "seconds": result.seconds}
     info = reg.register(name=args.name, kind="rl_policy", files={"policy.zip": result.policy}, metrics=metrics,
                         features=result.observation["features"], window=result.window, data_hash=result.data_hash,
                         params={"algo": spec.algo, "actions": spec.actions, "observation": result.observation,
                                 "reward": spec.reward, "reward_params": spec.reward_params, "env": spec.env_kwargs(),
                                 "eval_fraction": spec.eval_fraction, "market": result.evaluation["market"],
-                                "train": _clean(result.spec)})
+                                "train": json_safe(result.spec)})
     if args.promote:
         info = reg.promote(args.name, info.version)
     print(format_table(result.evaluation))
@@ -161,7 +140,7 @@ def cmd_evaluate(args) -> int:
 
     for p in args.input:
         check_input_file(p)
-    reg = _registry(args.registry)
+    reg = flags.registry(args.registry)
     info = reg.get(args.name, args.version) if args.version else (reg.production(args.name) or reg.latest(args.name))
     if info is None:
         raise CommandLineError(f"no version of {args.name!r} in {reg.root}; run crypto-intel rl train first")
@@ -179,18 +158,7 @@ def cmd_evaluate(args) -> int:
         return int(policy.act(obs[None, :])[0][0])
 
     report = evaluate(data, env_kw, fraction, act, label=f"{info.name} {info.version}")
-    print(json.dumps(_clean(report), indent=2) if args.json else format_table(report))
+    print(json.dumps(json_safe(report), indent=2) if args.json else format_table(report))
     return 0
 
 
-def _clean(x):
-    import numpy as np
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import socket
 import time
 
 import aiohttp
 import numpy as np
+
+from benchmarks.scratch_services import scratch_services
 
 TARGET_RPS, TARGET_P99_MS = 1500, 20.0
 CLIENTS = int(os.environ.get("BENCH_HTTP_CLIENTS", 32))
@@ -69,46 +70,24 @@ def _line(name: str, rps: float, lat: np.ndarray, errors: int) -> str:
 
 
 def main() -> None:
-    import asyncpg
-    import ray
-    import redis
-    from ray import serve
-
-    from actors.runtime import start_ray
     from serve.api import ApiSettings
     from serve.app import start_api
-    from tests.serve.api_fixtures import _fill, _users
+    from tests.serve.api_fixtures import _fill, _users, _wait_ready
 
-    admin_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    name, namespace = f"ci_bench_api_{secrets.token_hex(4)}", f"bench-api-{secrets.token_hex(4)}"
-    db_url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-    async def admin(sql: str) -> None:
-        c = await asyncpg.connect(admin_url)
-        try:
-            await c.execute(sql)
-        finally:
-            await c.close()
-    try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as e:
-        print(f"  skipped: Postgres not reachable ({e})")
-        return
-    start_ray(dashboard=False)
-    try:
-        asyncio.run(_fill(db_url, redis_url, namespace))
-        keys = asyncio.run(_users(db_url))
+    with scratch_services("api") as s:
+        if s is None:
+            return
+        asyncio.run(_fill(s.db_url, s.redis_url, s.namespace))
+        keys = asyncio.run(_users(s.db_url))
         port = _free_port()
-        url = start_api(ApiSettings(db_url, redis_url, namespace), port=port)
-        from tests.serve.api_fixtures import _wait_ready
+        url = start_api(ApiSettings(s.db_url, s.redis_url, s.namespace), port=port)
         _wait_ready(url)
         target = f"{url}/api/v1/signals?limit=50"
         headers = {"X-API-Key": keys["admin"]}
 
         async def run() -> None:
-            async with aiohttp.ClientSession() as s:
-                async with s.get(target, headers=headers) as r:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(target, headers=headers) as r:
                     payload = await r.read()
             await _load(target, headers, 2.0, CLIENTS)  # warm-up: pools, caches, replica
             rps, lat, err = await _load(target, headers, SECONDS, CLIENTS)
@@ -127,10 +106,3 @@ def main() -> None:
                   f"{'met' if rps >= TARGET_RPS else 'NOT met'}, p99 <= {TARGET_P99_MS:g} ms: "
                   f"{'met' if p99 <= TARGET_P99_MS else 'NOT met'}")
         asyncio.run(run())
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-        client = redis.Redis.from_url(redis_url)
-        for key in client.scan_iter(f"{namespace}:*"):
-            client.delete(key)
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 import numpy as np
+
+from benchmarks.scratch_services import scratch_services
 
 SECONDS = float(os.environ.get("BENCH_ML_SECONDS", "4"))
 CLIENTS = int(os.environ.get("BENCH_ML_CLIENTS", "32"))
@@ -68,12 +69,6 @@ def _line(name: str, rps: float, rows: int, lat: np.ndarray, errors: int) -> str
 
 
 def main() -> None:
-    import asyncpg
-    import ray
-    import redis
-    from ray import serve
-
-    from actors.runtime import start_ray
     from connectors.storage.migrate import migrate
     from serve.api import ApiSettings
     from serve.app import start_api
@@ -82,31 +77,16 @@ def main() -> None:
     from tests.serve.models_artefacts import feature_rows, register_xgb
     from tests.serve.test_models import _user
 
-    admin_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    name, namespace = f"ci_bench_ml_{secrets.token_hex(4)}", f"bench-ml-{secrets.token_hex(4)}"
-    db_url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-    async def admin(sql: str) -> None:
-        c = await asyncpg.connect(admin_url)
-        try:
-            await c.execute(sql)
-        finally:
-            await c.close()
-    try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as e:
-        print(f"  skipped: Postgres not reachable ({e})")
-        return
-    start_ray(dashboard=False)
-    try:
-        asyncio.run(migrate(db_url))
-        keys = [asyncio.run(_user(db_url, "enterprise")) for _ in range(4)]
+    with scratch_services("ml") as s:
+        if s is None:
+            return
+        asyncio.run(migrate(s.db_url))
+        keys = [asyncio.run(_user(s.db_url, "enterprise")) for _ in range(4)]
         root = Path(tempfile.mkdtemp(prefix="bench-ml-registry-"))
         version, booster = register_xgb(root, rounds=200, depth=4, promote=True)
         X, _ = feature_rows()
         lat_in, rows_s_in = _in_process(booster, X)
-        url = start_api(ApiSettings(db_url, redis_url, namespace), port=_free_port())
+        url = start_api(ApiSettings(s.db_url, s.redis_url, s.namespace), port=_free_port())
         _wait_ready(url)
         t0 = time.perf_counter()
         deploy_models(root)
@@ -133,13 +113,7 @@ def main() -> None:
             print(f"  target p99 <= {TARGET_P99_MS:g} ms at batch 1: {'met' if p99_1 <= TARGET_P99_MS else 'NOT met'} "
                   f"({p99_1:.1f} ms); HTTP/in-process p50 at batch 1: {np.percentile(r1[1], 50) / p50:.0f}x")
         asyncio.run(run())
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-        client = redis.Redis.from_url(redis_url)
-        for key in client.scan_iter(f"{namespace}:*"):
-            client.delete(key)
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
 
 
 if __name__ == "__main__":

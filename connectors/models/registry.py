@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import re
 import shutil
@@ -27,9 +26,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from schemas.errors import InputError
+from schemas.json_safe import json_safe
 
 ENV_ROOT = "CRYPTO_INTEL_MODELS_DIR"
 DEFAULT_ROOT = Path("data") / "models"
@@ -81,23 +81,6 @@ class ModelInfo:
         d = asdict(self)
         d["path"] = str(self.path)
         return d
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON: numpy scalars and arrays as Python values, NaN/inf as null."""
-    if hasattr(value, "item") and getattr(value, "shape", None) == ():
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def _fsync_dir(path: Path) -> None:
@@ -275,9 +258,9 @@ class Registry:
                 else:
                     shutil.copyfile(src, tmp / fname)
             created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-            meta = {"name": name, "kind": kind, "created_at": created, "metrics": _jsonable(metrics or {}),
-                    "features": list(features or []), "window": _jsonable(window or {}), "data_hash": data_hash or "",
-                    "params": _jsonable(params or {}), "files": sorted(files)}
+            meta = {"name": name, "kind": kind, "created_at": created, "metrics": json_safe(metrics or {}),
+                    "features": list(features or []), "window": json_safe(window or {}), "data_hash": data_hash or "",
+                    "params": json_safe(params or {}), "files": sorted(files)}
             with self._lock(name):
                 n = max([_vnum(v) for v in self._versions(name)] + [_vnum(p.name) for p in base.iterdir()] + [0]) + 1
                 version = f"v{n}"

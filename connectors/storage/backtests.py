@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +25,7 @@ import asyncpg
 
 from connectors.storage.queries import QueryError
 from schemas.errors import InputError
+from schemas.json_safe import json_safe
 
 COLUMNS = ("id", "created_at", "strategy", "strategy_version", "params", "settings", "timeframe", "engine",
            "markets", "start_ts", "end_ts", "bars", "trades", "metrics", "out_dir")
@@ -78,31 +78,13 @@ def _text_problem(value: str) -> str | None:
     return None
 
 
-def _jsonable(value: Any) -> Any:
-    """``value`` as plain JSON: numpy scalars as Python numbers, NaN/inf as null (jsonb takes neither)."""
-    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict, str, bytes)) \
-            and getattr(value, "shape", None) == ():
-        value = value.item()  # numpy scalar
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy array
-        return _jsonable(value.tolist())
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
 def _json_text(name: str, value: Any) -> str:
     if value is None:
         value = {}
     if not isinstance(value, dict):
         raise BacktestRecordError(f"backtest {name} must be a dict, got {type(value).__name__}")
     try:
-        text = json.dumps(_jsonable(value), allow_nan=False, separators=(",", ":"))
+        text = json.dumps(json_safe(value), allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as e:
         raise BacktestRecordError(f"backtest {name} is not JSON: {e}") from None
     if "\\u0000" in text:

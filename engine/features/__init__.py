@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from engine.features.spec import CONTEXT, FEATURE_NAMES, FEATURES, INDICATORS, c
 from engine.signals.operator import SignalOperator
 from engine.sources.replay import Replay
 from schemas.batches import CandleBatch, FeatureBatch, concat_features
+
+if TYPE_CHECKING:
+    from engine.pipeline import Chain
 
 __all__ = ["SCORE_COLUMNS", "ScoreOperator", "CONTEXT", "FEATURES", "FEATURE_NAMES", "INDICATORS", "FeatureOperator", "Features", "column_features",
            "context_name", "feature_chain", "feature_frame"]
