@@ -148,7 +148,7 @@ def test_run_on_embedded_defaults_serves_everything_and_keeps_history(tmp_path: 
 @pytest.mark.slow
 @pytest.mark.ray
 def test_sigterm_stops_the_job_and_its_servers(tmp_path: Path) -> None:
-    proc = _start(tmp_path, _free_port(), _free_port(), "--max-seconds", "120")
+    proc = _start(tmp_path, _free_port(), _free_port(), "--max-seconds", "120", "--no-models")
     data = tmp_path / "data"
     try:
         pids = _wait_for(lambda: (data / "services.json").exists() and _server_pids(data), 150)
