@@ -11,10 +11,12 @@ NaN (missing) values are replaced by their column's median before scoring.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from engine import libm
 from schemas.errors import InputError
 
 MAD_SCALE = 1.4826
@@ -60,7 +62,7 @@ def _c(n: np.ndarray | float) -> np.ndarray:
     n = np.asarray(n, dtype=np.float64)
     out = np.zeros_like(n)
     big = n > 2
-    out[big] = 2.0 * (np.log(n[big] - 1.0) + EULER) - 2.0 * (n[big] - 1.0) / n[big]
+    out[big] = 2.0 * (libm.log(n[big] - 1.0) + EULER) - 2.0 * (n[big] - 1.0) / n[big]
     out[n == 2] = 1.0
     return out
 
@@ -98,7 +100,7 @@ def isolation(rows: np.ndarray, trees: int = 100, sample: int = 256, seed: int =
     if n < 2:
         return np.full(n, 0.5)
     psi = min(sample, n)
-    limit = int(np.ceil(np.log2(psi)))
+    limit = int(math.ceil(math.log2(psi)))
     rng = np.random.default_rng(seed)
     total = np.zeros(n)
     for _ in range(trees):
@@ -133,9 +135,9 @@ def market_rows(close: np.ndarray, high: np.ndarray, low: np.ndarray, volume: np
     if len(close) < 2:
         raise InputError("market anomalies need at least 2 bars")
     with np.errstate(divide="ignore", invalid="ignore"):
-        ret = np.log(close[1:] / close[:-1])
-        rng = np.log(high[1:] / low[1:])
-        vol = np.log1p(np.maximum(volume[1:], 0.0))
+        ret = libm.log(close[1:] / close[:-1])
+        rng = libm.log(high[1:] / low[1:])
+        vol = libm.log(1.0 + np.maximum(volume[1:], 0.0))
     X = np.column_stack([ret, rng, vol])
     return np.where(np.isfinite(X), X, np.nan)
 
@@ -144,6 +146,6 @@ def transfer_rows(ts_s: np.ndarray, values: list[int], incoming: np.ndarray) -> 
     """Wallet transfer features in time order: log10 amount, direction (+1 in, -1 out), log gap to the previous
     transfer in seconds (NaN for the first); shape (n, 3). Amounts are exact ints; the log is taken on floats."""
     ts = np.asarray(ts_s, dtype=np.float64)
-    amount = np.array([np.log10(1.0 + float(v)) for v in values], dtype=np.float64)
-    gap = np.concatenate([[np.nan], np.log1p(np.maximum(np.diff(ts), 0.0))]) if len(ts) else np.zeros(0)
+    amount = np.array([math.log10(1.0 + float(v)) for v in values], dtype=np.float64)
+    gap = np.concatenate([[np.nan], libm.log(1.0 + np.maximum(np.diff(ts), 0.0))]) if len(ts) else np.zeros(0)
     return np.column_stack([amount, np.where(np.asarray(incoming, dtype=bool), 1.0, -1.0), gap])

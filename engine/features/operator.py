@@ -8,6 +8,8 @@ timeframes' bars closed strictly before) walk the rows in order in one compiled 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -177,12 +179,12 @@ def _walk(order, slots, mslots, tf, gap, close, volume, base, ring, count, vol_e
                 if cnt >= lag:
                     prev = ring[s, (cnt - lag) % ring_len]
                     if prev > 0 and close[i] > 0:
-                        out[i, li] = np.log(close[i] / prev)
+                        out[i, li] = math.log(close[i] / prev)
             ring[s, cnt % ring_len] = close[i]
             count[s] = cnt + 1
             ema = vol_ema[s]
             if ema == ema and ema > 0 and volume[i] > 0:
-                out[i, 7] = np.log(volume[i] / ema)
+                out[i, 7] = math.log(volume[i] / ema)
             vol_ema[s] = volume[i] if ema != ema else ema + alpha * (volume[i] - ema)
         m = mslots[i]
         for h in range(len(context_tfs)):

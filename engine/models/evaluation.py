@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from engine import libm
 from schemas.errors import InputError
 
 EPS = 1e-15  # probabilities are clipped to [EPS, 1 - EPS] for the log loss, as scikit-learn did
@@ -48,7 +49,7 @@ def log_loss(y: np.ndarray, p: np.ndarray) -> float:
     if not len(y):
         return math.nan
     p = np.clip(p, EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+    return float(-np.mean(y * libm.log(p) + (1 - y) * libm.log(1.0 - p)))
 
 
 def precision_at_top(y: np.ndarray, score: np.ndarray, fraction: float = 0.1) -> float:
