@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,15 +20,25 @@ def _candle_paths() -> list[str]:
     return [str(p) for p in sample_paths() if str(p).endswith(".feather")]
 
 
-def _cli(argv: list[str]) -> None:
+def _cli(argv: list[str], database_url: str | None) -> None:
     from app.cli import build_parser
     args = build_parser().parse_args(argv)
-    with contextlib.redirect_stdout(sys.stderr):  # the job's own stdout stays quiet
-        args.func(args)
+    before = os.environ.get("DATABASE_URL")
+    if database_url:  # the commands mirror the registry into this database's models table
+        os.environ["DATABASE_URL"] = database_url
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # the job's own stdout stays quiet
+            args.func(args)
+    finally:
+        if before is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = before
 
 
-def ensure_models(root: Path, say: Callable[[str], None]) -> None:
-    """Train and promote the default model and policy where the registry has no production version."""
+def ensure_models(root: Path, say: Callable[[str], None], database_url: str | None = None) -> None:
+    """Train and promote the default model and policy where the registry has no production version (into
+    the ``models`` table of ``database_url`` too)."""
     from connectors.models.registry import Registry
 
     reg = Registry(root)
@@ -35,13 +46,13 @@ def ensure_models(root: Path, say: Callable[[str], None]) -> None:
     if reg.production_version("xgb") is None:
         say(f"model registry {root} has no promoted xgb model: training a small one on the bundled sample ...")
         t0 = time.perf_counter()
-        _cli(["ml", "train", "--input", *paths, "--registry", str(root), "--promote", *XGB_ARGS])
+        _cli(["ml", "train", "--input", *paths, "--registry", str(root), "--promote", *XGB_ARGS], database_url)
         say(f"xgb model trained and promoted in {time.perf_counter() - t0:.0f}s")
     if reg.production_version("policy") is None:
         say(f"model registry {root} has no promoted policy: training a small PPO policy on the bundled sample ...")
         t0 = time.perf_counter()
         _cli(["rl", "train", "--input", paths[0], "--algo", "ppo", "--timesteps", RL_TIMESTEPS, "--registry", str(root),
-              "--promote", "--serial"])
+              "--promote", "--serial"], database_url)
         say(f"policy trained and promoted in {time.perf_counter() - t0:.0f}s")
 
 

@@ -173,7 +173,7 @@ def start_outputs(args: argparse.Namespace, config, services: StoreSettings, out
         _say(line)
     if feed is not None and config.models_dir:
         from app.models_bootstrap import ensure_models, serve_models
-        ensure_models(Path(config.models_dir), _say)
+        ensure_models(Path(config.models_dir), _say, services.database_url)
         for line in serve_models(Path(config.models_dir), _say):
             _say(line)
     pipe = RayPipeline(config, out_path=str(out_dir / "signals.jsonl"), keep=False, store=store)
