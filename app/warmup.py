@@ -27,6 +27,7 @@ def warm(config: PipelineConfig | None = None, log=None) -> float:
     config = (config or PipelineConfig()).model_copy(update={"analyses": ALL_ANALYSES})
     warm_kernels([b.take(slice(0, WARMUP_ROWS)) for b in inputs], config)
     _warm_backtest(inputs)
+    _warm_models(inputs)
     return time.perf_counter() - t0
 
 
@@ -40,6 +41,28 @@ def _warm_backtest(inputs: list) -> None:
     if candles:
         run_backtest(candles, "sma_cross", settings=BacktestSettings(mode="long-short"), engine="vector")
         run_backtest(candles, "default", settings=BacktestSettings(entry="limit"))
+
+
+def _warm_models(inputs: list) -> None:
+    """The feature, label and trading-env kernels, on the head of one candle file."""
+    import numpy as np
+
+    from engine.features import feature_frame
+    from engine.models.labels import sign_labels, triple_barrier_labels, wilder_atr
+    from schemas.batches import CandleBatch
+
+    candles = [b.take(slice(0, WARMUP_ROWS)) for b in inputs if isinstance(b, CandleBatch)][:1]
+    if not candles:
+        return
+    feature_frame(candles)
+    c = candles[0]
+    sign_labels(c.close, 12)
+    triple_barrier_labels(c.high, c.low, c.close, wilder_atr(c.high, c.low, c.close), 12)
+    from rl.env import TradingEnv
+    env = TradingEnv(candles=candles[0], window_bars=64)
+    env.reset(seed=0)
+    for a in np.arange(32) % 3:
+        env.step(int(a))
 
 
 def _stamp_path() -> Path:
