@@ -65,11 +65,19 @@ def initial_state(name: str) -> tuple:
     return _INITIAL[canonical(name)]
 
 
+def parameters(name: str) -> dict[str, float]:
+    """The tunable parameters of reward ``name`` and their defaults (what ``reward_params`` may set)."""
+    fn = REWARDS[canonical(name)]
+    names = fn.__code__.co_varnames[2:fn.__code__.co_argcount]
+    defaults = fn.__defaults__ or ()
+    return dict(zip(names, (None,) * (len(names) - len(defaults)) + tuple(defaults)))
+
+
 def make_reward(name: str, params: dict | None = None) -> RewardFn:
     """The reward ``name`` with its parameters bound; unknown names or parameters are a ConfigError."""
     fn = REWARDS[canonical(name)]
     params = dict(params or {})
-    allowed = set(fn.__code__.co_varnames[2:fn.__code__.co_argcount])
+    allowed = set(parameters(name))
     bad = sorted(set(params) - allowed)
     if bad:
         raise ConfigError(f"reward {name!r} takes {', '.join(sorted(allowed))}; not {', '.join(bad)}")
