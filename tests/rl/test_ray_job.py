@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -45,12 +46,12 @@ def test_rl_and_ml_training_run_as_ray_jobs(tmp_path) -> None:
     try:
         _wait_for(lambda: head.poll() is not None or _up(f"{address}/api/version"), 120)
         assert head.poll() is None, head.stdout.read()
-        rl = _ray("job", "submit", "--address", address, "--", "crypto-intel", "rl", "train", "--input", CANDLES,
-                  "--timesteps", "1024", "--n-steps", "256", "--registry", str(registry), "--promote", env=env)
+        rl = _submit(address, ["crypto-intel", "rl", "train", "--input", CANDLES, "--timesteps", "1024", "--n-steps",
+                               "256", "--registry", str(registry), "--promote"], env)
         assert rl.returncode == 0, rl.stdout[-3000:] + rl.stderr[-3000:]
         assert "succeeded" in rl.stdout + rl.stderr and "buy_and_hold" in rl.stdout + rl.stderr
-        ml = _ray("job", "submit", "--address", address, "--", "crypto-intel", "ml", "train", "--input", CANDLES,
-                  "--rounds", "30", "--folds", "2", "--registry", str(registry), "--promote", env=env)
+        ml = _submit(address, ["crypto-intel", "ml", "train", "--input", CANDLES, "--rounds", "30", "--folds", "2",
+                               "--registry", str(registry), "--promote"], env)
         assert ml.returncode == 0, ml.stdout[-3000:] + ml.stderr[-3000:]
         assert "succeeded" in ml.stdout + ml.stderr
     finally:
@@ -64,6 +65,16 @@ def test_rl_and_ml_training_run_as_ray_jobs(tmp_path) -> None:
     policy, model = reg.production("policy"), reg.production("xgb")
     assert policy.kind == "rl_policy" and policy.metrics["held_out"]["rows"][1]["name"] == "buy_and_hold"
     assert model.kind == "xgboost" and model.metrics["holdout"]["rows"] > 0
+
+
+def _submit(address: str, argv: list[str], env: dict) -> subprocess.CompletedProcess:
+    """``ray job submit`` once the head's job agent takes jobs (the dashboard answers a little before it does)."""
+    deadline = time.monotonic() + 120
+    while True:
+        out = _ray("job", "submit", "--address", address, "--", *argv, env=env)
+        if out.returncode == 0 or "No available agent" not in out.stderr or time.monotonic() > deadline:
+            return out
+        time.sleep(2)
 
 
 def _up(url: str) -> bool:
