@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from schemas.batches import FeatureBatch
+from schemas.errors import InputError
 
 COLUMNS = ("model_score", "policy_action")
 
@@ -26,7 +27,8 @@ class ScoreOperator:
     def __init__(self) -> None:
         self.model: Any = None  # .features (names it reads) and .score(X) -> probabilities
         self.policy: Any = None  # .obs_features, .extras (position/PnL values appended), .prepare and .act(obs)
-        self.stats = {"scored_rows": 0, "acted_rows": 0}
+        self.stats = {"scored_rows": 0, "acted_rows": 0, "unscorable_batches": 0}
+        self.last_error: str | None = None
 
     def attach(self, model: Any = None, policy: Any = None) -> None:
         """Score with these from the next batch on (None leaves that column NaN)."""
@@ -37,18 +39,24 @@ class ScoreOperator:
         out = np.full((n, len(COLUMNS)), np.nan)
         if n and batch.model_names is not None:
             model, policy = self.model, self.policy  # one read each: a swap mid-batch changes nothing
-            if model is not None:
-                X = _select(batch, list(model.meta.features or batch.model_names))
-                out[:, 0] = model.score(X)
-                self.stats["scored_rows"] += n
-            if policy is not None:
-                obs = _select(batch, policy.obs_features or list(batch.model_names))
-                if policy.extras:  # live rows score as if flat: position and PnL 0
-                    obs = np.hstack([obs, np.zeros((n, policy.extras), obs.dtype)])
-                obs = policy.prepare(obs)
-                actions, _ = policy.act(obs)
-                out[:, 1] = actions
-                self.stats["acted_rows"] += n
+            try:
+                if model is not None:
+                    X = _select(batch, list(model.meta.features or batch.model_names))
+                    out[:, 0] = model.score(X)
+                    self.stats["scored_rows"] += n
+                if policy is not None:
+                    obs = _select(batch, policy.obs_features or list(batch.model_names))
+                    if policy.extras:  # live rows score as if flat: position and PnL 0
+                        obs = np.hstack([obs, np.zeros((n, policy.extras), obs.dtype)])
+                    obs = policy.prepare(obs)
+                    actions, _ = policy.act(obs)
+                    out[:, 1] = actions
+                    self.stats["acted_rows"] += n
+            except (ValueError, InputError) as e:
+                # a model trained on other features (another timeframe set, an older feature list) or of another
+                # width: the stream goes on unscored, counted and said, instead of stopping the pipeline
+                self.stats["unscorable_batches"] += 1
+                self.last_error = str(e)
         batch.names = list(batch.names) + list(COLUMNS)
         batch.values = np.hstack([batch.values, out]) if n else np.empty((0, len(batch.names)))
         return batch

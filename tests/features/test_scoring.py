@@ -114,3 +114,16 @@ def test_live_models_follow_a_promotion_and_keep_scoring_through_a_broken_one(tm
     broken = reg.register("xgb", "xgboost", {"model.ubj": b"not a model"}, features=list(FEATURE_NAMES))
     reg.promote("xgb", broken.version)
     assert not live.refresh(force=True) and live.errors == 1 and live.versions["model"] == v1.version
+
+
+def test_a_model_of_other_features_leaves_the_stream_unscored_not_stopped(tmp_path) -> None:
+    candles = [load_any(str(SHARED_DATA / "candles" / "ADA_BTC-5m.feather"))[0]]
+    model = _Model(None)
+    model.meta.features = ["tf1h_trend"]  # trained with a 1h context this pipeline does not build
+    chain = build_chain(["candles", "indicators", "structure", "signals"],
+                        PipelineConfig(timeframes=("5m",), features=True))
+    scorer = next(op for op in chain.operators if isinstance(op, ScoreOperator))
+    scorer.attach(model=model)
+    e = chain.update(candles[0])
+    assert np.isnan(e.features.column("model_score")).all()
+    assert scorer.stats["unscorable_batches"] == 1 and "tf1h_trend" in scorer.last_error
