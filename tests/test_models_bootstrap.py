@@ -18,7 +18,7 @@ def test_an_empty_registry_gets_a_model_and_a_policy_once(tmp_path, pg_migrated)
     ensure_models(root, said.append, pg_migrated)
     reg = Registry(root)
     assert reg.production_version("xgb") == "v1" and reg.production_version("policy") == "v1"
-    assert any("training a small one" in s for s in said) and any("PPO" in s for s in said)
+    assert any("training a small xgb model" in s for s in said) and any("PPO" in s for s in said)
 
     async def rows() -> list:
         c = await asyncpg.connect(pg_migrated)
@@ -30,3 +30,11 @@ def test_an_empty_registry_gets_a_model_and_a_policy_once(tmp_path, pg_migrated)
     said.clear()
     ensure_models(root, said.append, pg_migrated)
     assert not said and [i.version for i in reg.list()] == ["v1", "v1"]  # nothing retrained
+
+
+def test_a_registry_that_cannot_be_written_leaves_the_job_running_without_models(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    said: list[str] = []
+    ensure_models(blocker / "models", said.append)  # no exception: the job goes on
+    assert [s for s in said if "not trained" in s and "serving none" in s][:2] and len(said) == 4

@@ -111,7 +111,7 @@ def test_run_on_embedded_defaults_serves_everything_and_keeps_history(tmp_path: 
         out, _ = proc.communicate(timeout=180)
         assert proc.returncode == 0, out
         assert "embedded services ready" in out and "first start: admin API key" in out
-        assert "xgb model trained and promoted" in out and "models: xgb v1 at POST /ml/v1/predict, policy v1" in out
+        assert "xgb trained and promoted" in out and "models: xgb v1 at POST /ml/v1/predict, policy v1" in out
         assert (first_signal_s(out) or 99) <= 10, out[-3000:]  # signals within the first 10 s of the replay
         assert key not in out.split("first start: admin API key", 1)[1].split("\n", 1)[1]  # shown once
         time.sleep(1)
