@@ -54,13 +54,20 @@ def fraction(zero: bool = False) -> Callable[[str], float]:
     return check
 
 
-def registry(root: str | None):
+def registry(root: str | None, write: bool = True):
     """The model registry of ``--registry`` (default ``$CRYPTO_INTEL_MODELS_DIR`` or data/models), mirrored into
-    the ``models`` table when DATABASE_URL is set."""
+    the ``models`` table when DATABASE_URL is set; with ``write``, checked writable before any work starts."""
     from connectors.models.registry import Registry, default_root
     r = Path(root) if root else default_root()
     if r.exists() and not r.is_dir():
         raise CommandLineError(f"--registry {r}: is a file; give a directory")
+    if write:
+        try:
+            r.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CommandLineError(f"--registry {r}: cannot create it ({e.strerror})") from None
+        if not os.access(r, os.W_OK):
+            raise CommandLineError(f"--registry {r}: not writable")
     return Registry(r, os.environ.get("DATABASE_URL") or None)
 
 

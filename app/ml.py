@@ -195,7 +195,7 @@ def _print_result(r, info) -> None:
 
 
 def cmd_list(args) -> int:
-    reg = flags.registry(args.registry)
+    reg = flags.registry(args.registry, write=False)
     rows = reg.list(args.name)
     if not rows:
         print(f"no models in {reg.root}", file=sys.stderr)

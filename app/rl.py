@@ -256,7 +256,7 @@ def cmd_evaluate(args) -> int:
 
     for p in args.input:
         check_input_file(p)
-    reg = flags.registry(args.registry)
+    reg = flags.registry(args.registry, write=False)
     info = reg.get(args.name, args.version) if args.version else (reg.production(args.name) or reg.latest(args.name))
     if info is None:
         raise CommandLineError(f"no version of {args.name!r} in {reg.root}; run crypto-intel rl train first")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from connectors.models.live import policy_act
 from schemas.errors import InputError
 
 POLICY_FILE = "policy.zip"
@@ -23,19 +24,7 @@ class Policy:
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Argmax actions (int64[batch]) and action probabilities (float32[batch, n_actions]) of a batch."""
-        import torch
-
-        x = np.asarray(obs, np.float32).reshape(-1, self.obs_dim)
-        with torch.no_grad():
-            t, _ = self.model.policy.obs_to_tensor(x)
-            if hasattr(self.model.policy, "get_distribution"):
-                probs = self.model.policy.get_distribution(t).distribution.probs.cpu().numpy()
-            else:  # value-based (DQN): a softmax of the Q-values stands in for probabilities
-                q = self.model.policy.q_net(t).cpu().numpy()
-                e = np.exp(q - q.max(axis=1, keepdims=True))
-                probs = e / e.sum(axis=1, keepdims=True)
-        probs = probs.astype(np.float32)
-        return probs.argmax(axis=1).astype(np.int64), probs
+        return policy_act(self.model, np.asarray(obs, np.float32).reshape(-1, self.obs_dim))
 
 
 def algo_class(algo: str):

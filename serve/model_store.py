@@ -9,6 +9,7 @@ Reading the pointer is one small file read, cheap enough to poll every half seco
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import numpy as np
 from connectors.models.live import POLICY_FILE, XGB_FILE, LivePolicy, LiveXgb
 from connectors.models.registry import Registry, RegistryError
 from schemas.errors import CryptoIntelError, InputError
+
+RETRY_FAILED_S = 30.0  # a promoted version that failed to load is tried again after this long
 
 __all__ = ["POLICY_FILE", "XGB_FILE"]  # artefact names, defined with the loaders in connectors.models.live
 
@@ -191,6 +194,7 @@ class ModelStore:
         self.current: Any | None = None
         self.last_error: str | None = None
         self.failed_version: str | None = None
+        self.failed_at = 0.0
 
     def _load(self, version: str) -> Any:
         with self._lock:
@@ -219,12 +223,12 @@ class ModelStore:
         version = production_version(self.root, self.name)
         if version is None or (self.current is not None and self.current.meta.version == version):
             return False
-        if version == self.failed_version:
-            return False  # tried once; wait for the pointer to move instead of reloading it every poll
+        if version == self.failed_version and time.monotonic() - self.failed_at < RETRY_FAILED_S:
+            return False  # failed a moment ago: try again later (a transient error), not on every poll
         try:
             model = self._load(version)
         except Exception:
-            self.failed_version = version
+            self.failed_version, self.failed_at = version, time.monotonic()
             raise
         self.current = model  # the swap: one reference assignment
         self.last_error = self.failed_version = None

@@ -42,7 +42,6 @@ class LivePolicy:
         self.with_position, self.with_pnl = bool(obs.get("position", False)), bool(obs.get("pnl", False))
         self.extras = int(self.with_position) + int(self.with_pnl)  # values appended after the features
         self.clip = float(obs.get("clip") or 0.0)  # the env clips observations to +-clip (0: no clip)
-        self._torch = torch
 
     def prepare(self, obs: np.ndarray) -> np.ndarray:
         """Observations as the training env made them: NaN and infinities as 0, clipped."""
@@ -50,10 +49,25 @@ class LivePolicy:
         return np.clip(obs, -self.clip, self.clip) if self.clip else obs
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with self._torch.no_grad():
-            t, _ = self.model.policy.obs_to_tensor(obs.reshape((-1, *self.model.observation_space.shape)))
-            probs = self.model.policy.get_distribution(t).distribution.probs.cpu().numpy().astype(np.float32)
-        return probs.argmax(axis=1).astype(np.int64), probs
+        return policy_act(self.model, obs)
+
+
+def policy_act(model, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Argmax actions (int64[batch]) and action probabilities (float32[batch, n_actions]) of a stable-baselines3
+    model on a batch of observations; for value-based models (DQN) a softmax of the Q-values stands in."""
+    import torch
+
+    x = np.asarray(obs, np.float32).reshape((-1, *model.observation_space.shape))
+    with torch.no_grad():
+        t, _ = model.policy.obs_to_tensor(x)
+        if hasattr(model.policy, "get_distribution"):
+            probs = model.policy.get_distribution(t).distribution.probs.cpu().numpy()
+        else:
+            q = model.policy.q_net(t).cpu().numpy()
+            e = np.exp(q - q.max(axis=1, keepdims=True))
+            probs = e / e.sum(axis=1, keepdims=True)
+    probs = probs.astype(np.float32)
+    return probs.argmax(axis=1).astype(np.int64), probs
 
 
 class LiveModels:

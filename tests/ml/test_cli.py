@@ -106,3 +106,14 @@ def test_bad_flags_exit_2_with_one_line(tmp_path, capsys, monkeypatch, args, mes
     errors = [ln for ln in err.splitlines() if "error:" in ln]
     assert len(errors) == 1 and message in errors[0], err
     assert "Traceback" not in err
+
+
+def test_an_unwritable_registry_is_refused_before_any_training(tmp_path, capsys) -> None:
+    from app.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for argv in (["ml", "train", "--input", CANDLES[0], "--serial"], ["rl", "train", "--input", CANDLES[0], "--serial"]):
+        assert main([*argv, "--registry", str(blocker / "models")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--registry" in err[0] and "cannot create it" in err[0], err

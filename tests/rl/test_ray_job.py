@@ -39,7 +39,12 @@ def test_rl_and_ml_training_run_as_ray_jobs(tmp_path) -> None:
     # stop every Ray on the machine)
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", "--port", str(gcs), "--dashboard-host",
                              "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "2", "--temp-dir", ray_tmp,
-                             "--disable-usage-stats"], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                             "--disable-usage-stats",
+                             # ports of its own: a Ray already running here (the test session's) holds the defaults
+                             *(x for flag in ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
+                                              "--metrics-export-port", "--runtime-env-agent-port",
+                                              "--ray-client-server-port")
+                               for x in (flag, str(_free_port())))], env=env, cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     registry = tmp_path / "models"
@@ -69,10 +74,10 @@ def test_rl_and_ml_training_run_as_ray_jobs(tmp_path) -> None:
 
 def _submit(address: str, argv: list[str], env: dict) -> subprocess.CompletedProcess:
     """``ray job submit`` once the head's job agent takes jobs (the dashboard answers a little before it does)."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while True:
         out = _ray("job", "submit", "--address", address, "--", *argv, env=env)
-        if out.returncode == 0 or "No available agent" not in out.stderr or time.monotonic() > deadline:
+        if out.returncode == 0 or "No available agent" not in out.stdout + out.stderr or time.monotonic() > deadline:
             return out
         time.sleep(2)
 
