@@ -370,10 +370,14 @@ class FeedServer:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), self._close_timeout_s + 1.0)
             except TimeoutError:
-                # a peer that stopped reading keeps close() waiting for buffer space: cut it off
-                for connection in list(self._connections):
+                # a peer that stopped reading keeps close() waiting for buffer space: cut it off, and any
+                # connection still in its handshake (not yet in our set) with it
+                for connection in {*self._connections, *getattr(self._server, "connections", ())}:
                     connection.transport.abort()
-                await self._server.wait_closed()
+                try:
+                    await asyncio.wait_for(self._server.wait_closed(), self._close_timeout_s + 1.0)
+                except TimeoutError:
+                    log.warning("feed server: connections still open after abort; leaving them to the OS")
             self._server = None
         if self._redis is not None:
             await self._redis.aclose()
