@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/chain/node/node_modules/.installed
 
-.PHONY: setup run test test-all bench clean
+.PHONY: setup run test test-all bench client clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -40,6 +40,10 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 # every section; some: make bench ARGS="throughput memory" (sizes: BENCH_* variables, see benchmarks/)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
+
+# the API's openapi.json and a typed Python client generated from it (openapi-python-client) in build/client
+client: $(STAMP)
+	$(BIN)/python -m serve.openapi build/client
 
 clean:
 	rm -rf $(VENV) data/out .pytest_cache  # data/ keeps the embedded databases: remove it by hand to start afresh

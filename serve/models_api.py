@@ -20,7 +20,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from serve.api import ApiError, Services, Text, clean
+from serve.api_models import ActionItem, AnomalyScoresItem, PredictionItem, WalletPatternsItem
 from serve.models import MAX_ROWS, ML_APP, POLICY_DEPLOYMENT, RL_APP, XGB_DEPLOYMENT
+from serve.openapi import errors
 
 CALL_TIMEOUT_S = 10.0
 MISS_RETRY_S = 2.0  # how long a missing deployment is remembered before asking the controller again
@@ -49,6 +51,9 @@ class PredictRequest(_OneSource):
     """Score a market's latest closed bar, or explicit feature rows (null = missing), with the production
     model or a named ``version``."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"market": "BINANCE:BTCUSDT", "timeframe": "5m"}, {"features": [[0.001, -0.002, 0.004, 0.003, 1.2]]}]})
+
     market: MarketName | None = None
     timeframe: Timeframe | None = None
     features: Rows | None = None
@@ -57,6 +62,10 @@ class PredictRequest(_OneSource):
 
 class ActRequest(_OneSource):
     """Act on a market's latest closed bar (flat unless ``position`` is given), or on explicit observations."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"market": "BINANCE:BTCUSDT", "timeframe": "5m", "position": 0.0},
+        {"observation": [[0.001, -0.002, 0.004, 0.003, 1.2]]}]})
 
     _rows_field = "observation"
     market: MarketName | None = None
@@ -69,7 +78,9 @@ class ActRequest(_OneSource):
 class AnomalyRequest(BaseModel):
     """Anomaly scores for explicit ``rows``, a market's recent bars, or a wallet's recent transfers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"rows": [[1.0, 10.0], [1.1, 10.2], [0.9, 9.9], [1.0, 10.1], [9.0, 95.0]], "z_threshold": 3.5},
+        {"market": "BINANCE:BTCUSDT", "timeframe": "5m", "limit": 200}]})
     rows: Rows | None = None
     market: MarketName | None = None
     timeframe: Timeframe | None = None
@@ -109,6 +120,10 @@ class _Handles:
         self._handles[app_name] = handle
         return handle
 
+    def forget(self, app_name: str) -> None:
+        """Drop a handle whose deployment went away (deleted, failed): the next request looks it up again."""
+        self._handles.pop(app_name, None)
+
 
 def _not_deployed(app_name: str) -> ApiError:
     what = "model" if app_name == ML_APP else "policy"
@@ -116,10 +131,15 @@ def _not_deployed(app_name: str) -> ApiError:
                     {"Retry-After": "5"})
 
 
-async def _call(handle: Any, method: str, req: dict[str, Any]) -> dict[str, Any]:
-    response = getattr(handle, method).remote(req)
+async def _call(handles: _Handles, app_name: str, handle: Any, method: str, req: dict[str, Any]) -> dict[str, Any]:
+    from ray.serve.exceptions import DeploymentUnavailableError
     try:
+        response = getattr(handle, method).remote(req)
         out = await asyncio.wait_for(_await(response), CALL_TIMEOUT_S)
+    except DeploymentUnavailableError:
+        # a kept handle of an application deleted (or failed) since: answer as for one never deployed
+        handles.forget(app_name)
+        raise _not_deployed(app_name) from None
     except TimeoutError:
         response.cancel()
         raise ApiError(503, "model_unavailable", f"the model did not answer within {CALL_TIMEOUT_S:.0f}s",
@@ -158,7 +178,8 @@ def add_model_routes(app: FastAPI, services, principal) -> None:
     labels: dict[str, Any] = {}
     Svc = Annotated[Services, Depends(services)]
 
-    @app.post("/ml/v1/predict", tags=["models"], include_in_schema=False)
+    @app.post("/ml/v1/predict", tags=["models"], operation_id="predict",
+              response_model=PredictionItem, responses=errors(404, 502, 503))
     async def predict(body: PredictRequest, svc: Svc, who=Depends(principal)) -> JSONResponse:
         """Probability of "up" per row (``scores``; ``score`` for one row) and the model ``version`` that gave it."""
         handle = await handles.get(ML_APP, XGB_DEPLOYMENT)
@@ -171,10 +192,11 @@ def add_model_routes(app: FastAPI, services, principal) -> None:
             req = {"rows": body.features}
         if body.version:
             req["version"] = body.version
-        out = await _call(handle, "predict", req)
+        out = await _call(handles, ML_APP, handle, "predict", req)
         return JSONResponse({"item": clean(_single({**out, **extra}, "scores", "score"))})
 
-    @app.post("/rl/v1/act", tags=["models"], include_in_schema=False)
+    @app.post("/rl/v1/act", tags=["models"], operation_id="act", response_model=ActionItem,
+              responses=errors(404, 502, 503))
     async def act(body: ActRequest, svc: Svc, who=Depends(principal)) -> JSONResponse:
         """Deterministic action per observation (``actions``; ``action`` for one) with its ``probabilities``."""
         handle = await handles.get(RL_APP, POLICY_DEPLOYMENT)
@@ -187,13 +209,14 @@ def add_model_routes(app: FastAPI, services, principal) -> None:
             req = {"rows": body.observation}
         if body.version:
             req["version"] = body.version
-        out = await _call(handle, "act", req)
+        out = await _call(handles, RL_APP, handle, "act", req)
         out = _single({**out, **extra}, "actions", "action")
         if "action" in out:
             out["probs"] = out["probabilities"][0]
         return JSONResponse({"item": clean(out)})
 
-    @app.post("/ml/v1/anomaly/detect", tags=["models"], include_in_schema=False)
+    @app.post("/ml/v1/anomaly/detect", tags=["models"], operation_id="detect_anomalies",
+              response_model=AnomalyScoresItem, responses=errors(404))
     async def anomaly(body: AnomalyRequest, svc: Svc, who=Depends(principal)) -> JSONResponse:
         """Robust z (max |z| over columns) and isolation-forest score per row, and the rows flagged."""
         from engine import anomaly as an
@@ -232,7 +255,8 @@ def add_model_routes(app: FastAPI, services, principal) -> None:
                     anomalous=scores.anomalous.tolist())
         return JSONResponse({"item": clean(item)})
 
-    @app.get("/ml/v1/patterns/wallet/{address}", tags=["models"], include_in_schema=False)
+    @app.get("/ml/v1/patterns/wallet/{address}", tags=["models"], operation_id="get_wallet_patterns",
+             response_model=WalletPatternsItem, responses=errors(404))
     async def wallet_patterns(address: Annotated[str, Path(min_length=1, max_length=128), Text], svc: Svc,
                               who=Depends(principal),
                               chain: Annotated[str, Query(min_length=1, max_length=32), Text] = "ethereum",

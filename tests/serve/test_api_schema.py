@@ -1,6 +1,8 @@
 """schemathesis against the running API's /openapi.json: every operation (GET, POST, PATCH, DELETE),
 through every phase (coverage, fuzzing, stateful), answers no 5xx, and every response matches the
-schema the API publishes (4xx ones included: the one error shape)."""
+schema the API publishes (4xx ones included: the one error shape). The model and policy deployments
+run during the test (a promoted model and policy in a scratch registry, a live feature row for the
+examples' market), so /ml/v1/predict and /rl/v1/act are exercised too instead of answering 503."""
 
 from __future__ import annotations
 
@@ -12,19 +14,23 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import aiohttp
 import pytest
+import redis
 
 from tests.serve.api_fixtures import RunningApi
+from tests.serve.models_artefacts import FEATURES, feature_rows, register_policy, register_xgb
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_EXAMPLES = 50  # per operation and phase: ~1700 requests, about a minute on 2 busy cores
 SHARED_USERS = {"admin": "enterprise", "pro": "pro", "free": "free"}  # from api_fixtures, used by later tests
+EXAMPLE_MARKET = "BINANCE:BTCUSDT"  # the market of the published request examples
 
 
 async def _run_users(api: RunningApi, tag: str) -> str:
@@ -52,7 +58,38 @@ async def _shared_users_intact(api: RunningApi) -> None:
                 assert r.status == 200, name
 
 
+@pytest.fixture
+def models_deployed(running_api: RunningApi, tmp_path: Path):
+    """A promoted model and policy served next to the API, and a live feature row of the examples' market."""
+    from connectors.storage.latest_cache import LatestCache
+    from connectors.storage.redis_keys import RedisKeys
+    from serve.models import deploy_models, undeploy_models
+    root = tmp_path / "registry"
+    register_xgb(root, promote=True)
+    register_policy(root, promote=True)
+    X, _ = feature_rows()
+    keys = RedisKeys(namespace=running_api.namespace)
+    row = {"market": EXAMPLE_MARKET, "timeframe": "5m", "ts": 1_700_000_000_000_000_000, "names": FEATURES,
+           "values": [float(v) for v in X[-1]]}
+
+    async def publish() -> None:  # as the pipeline's store actor does
+        cache = LatestCache.from_url(running_api.redis_url, keys=keys)
+        try:
+            await cache.put("features", f"{EXAMPLE_MARKET}|5m", row)
+        finally:
+            await cache.close()
+    asyncio.run(publish())
+    assert deploy_models(root, poll_s=0.5) == {"xgb": "v1", "policy": "v1"}
+    time.sleep(2.1)  # the API forgets a deployment it found missing after 2 s
+    try:
+        yield
+    finally:
+        undeploy_models()
+        redis.Redis.from_url(running_api.redis_url).delete(keys.latest("features", f"{EXAMPLE_MARKET}|5m"))
+
+
 def test_schemathesis_every_operation_no_server_errors_no_schema_violations(running_api: RunningApi,
+                                                                           models_deployed: None,
                                                                            tmp_path: Path) -> None:
     exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("schemathesis")
     assert exe, "schemathesis is a test dependency: pip install -e '.[test]'"
