@@ -267,28 +267,53 @@ class Queries:
                                  "max(open_ts) AS last_open_ts FROM candles GROUP BY market ORDER BY market", [])
 
     async def market_summary(self, market: str, timeframe: str) -> dict[str, Any] | None:
-        """Last price, change and volume over the 24h (event time) before the latest candle, its risk
-        score with components, and the strongest signals of those 24h; None for an unknown market."""
-        day = 86_400 * 10**9
-        market, timeframe = _text("market", market), _text("timeframe", timeframe)
-        async with self.pool.acquire() as conn:
-            last = await conn.fetchrow("SELECT open_ts, close FROM candles WHERE market = $1 AND timeframe = $2 "
-                                       "AND NOT gap ORDER BY open_ts DESC LIMIT 1", market, timeframe)
-            if last is None:
-                return None
-            since = last["open_ts"] - day
-            agg = await conn.fetchrow("SELECT sum(volume) AS volume, min(low) AS low, max(high) AS high FROM candles "
-                                      "WHERE market = $1 AND timeframe = $2 AND open_ts > $3", market, timeframe, since)
-            first = await conn.fetchrow("SELECT close FROM candles WHERE market = $1 AND timeframe = $2 AND "
-                                        "open_ts > $3 AND NOT gap ORDER BY open_ts LIMIT 1", market, timeframe, since)
-            risk = await conn.fetchrow("SELECT ts, score, components FROM risk_scores WHERE market = $1 AND "
-                                       "timeframe = $2 ORDER BY ts DESC LIMIT 1", market, timeframe)
-            top = await conn.fetch(f"SELECT {_columns('signals')} FROM signals WHERE market = $1 AND ts > $2 "
-                                   "ORDER BY strength DESC, ts DESC LIMIT 5", market, since)
-        change = (last["close"] / first["close"] - 1.0) if first and first["close"] else None
-        return {"market": market, "timeframe": timeframe, "ts": last["open_ts"], "price": last["close"],
-                "change_24h": change, "volume_24h": agg["volume"], "high_24h": agg["high"], "low_24h": agg["low"],
-                "risk": dict(risk) if risk else None, "top_signals": [dict(r) for r in top]}
+        """One market's summary (see :meth:`market_summaries`), or None for an unknown market."""
+        rows = await self.market_summaries(timeframe, market)
+        return rows[0] if rows else None
+
+    async def market_summaries(self, timeframe: str, market: str | None = None) -> list[dict[str, Any]]:
+        """Per market with candles of ``timeframe`` (or just ``market``), by market, in one query: last price,
+        change and volume over the 24h (event time) before its latest candle, its latest risk score with
+        components, and the strongest signals of those 24h."""
+        timeframe = _text("timeframe", timeframe)
+        args: list[Any] = [timeframe]
+        only = ""
+        if market is not None:
+            args.append(_text("market", market))
+            only = "AND market = $2"
+        names = table("signals").names
+        # one row per market and top signal (a market without signals in the window: one row of NULLs)
+        top = ", ".join(f'top."{c}" AS "s_{c}"' for c in names)
+        sql = f"""
+            SELECT m.market, last.open_ts, last.close, agg.volume, agg.low, agg.high, first.close AS first_close,
+                   risk.ts AS risk_ts, risk.score AS risk_score, risk.components AS risk_components, {top}
+            FROM (SELECT DISTINCT market FROM candles WHERE timeframe = $1 {only}) m
+            CROSS JOIN LATERAL (SELECT open_ts, close FROM candles c WHERE c.market = m.market
+                                AND c.timeframe = $1 AND NOT c.gap ORDER BY c.open_ts DESC LIMIT 1) last
+            CROSS JOIN LATERAL (SELECT sum(volume) AS volume, min(low) AS low, max(high) AS high FROM candles c
+                                WHERE c.market = m.market AND c.timeframe = $1
+                                AND c.open_ts > last.open_ts - interval '24 hours') agg
+            LEFT JOIN LATERAL (SELECT close FROM candles c WHERE c.market = m.market AND c.timeframe = $1
+                               AND c.open_ts > last.open_ts - interval '24 hours' AND NOT c.gap
+                               ORDER BY c.open_ts LIMIT 1) first ON true
+            LEFT JOIN LATERAL (SELECT ts, score, components FROM risk_scores r WHERE r.market = m.market
+                               AND r.timeframe = $1 ORDER BY r.ts DESC LIMIT 1) risk ON true
+            LEFT JOIN LATERAL (SELECT * FROM signals s WHERE s.market = m.market
+                               AND s.ts > last.open_ts - interval '24 hours'
+                               ORDER BY s.strength DESC, s.ts DESC LIMIT 5) top ON true
+            ORDER BY m.market, top.strength DESC, top.ts DESC"""
+        out: list[dict[str, Any]] = []
+        for r in await self.pool.fetch(sql, *args):
+            if not out or out[-1]["market"] != r["market"]:
+                change = (r["close"] / r["first_close"] - 1.0) if r["first_close"] else None
+                risk = ({"ts": r["risk_ts"], "score": r["risk_score"], "components": r["risk_components"]}
+                        if r["risk_ts"] is not None else None)
+                out.append({"market": r["market"], "timeframe": timeframe, "ts": r["open_ts"], "price": r["close"],
+                            "change_24h": change, "volume_24h": r["volume"], "high_24h": r["high"],
+                            "low_24h": r["low"], "risk": risk, "top_signals": []})
+            if r["s_id"] is not None:
+                out[-1]["top_signals"].append({c: r[f"s_{c}"] for c in names})
+        return out
 
     async def wallets(self, chain: str | None = None, limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
         """Known wallets, most recently seen first, with their labels."""

@@ -49,6 +49,37 @@ return {allowed, string.format('%.17g', tokens), retry_ms}
 """
 
 
+# Lease: like TOKEN_BUCKET_LUA, but takes as many whole tokens as there are, up to ARGV[3], for a
+# replica to spend locally. Returns {granted, tokens left, ms until one token is back when none granted}.
+LEASE_LUA = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts_us')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate / 1000000)
+  ts = now
+end
+local granted = math.min(want, math.floor(tokens))
+tokens = tokens - granted
+local retry_ms = 0
+if granted == 0 then
+  retry_ms = math.ceil((1 - tokens) * 1000 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts_us', string.format('%d', ts))
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((burst - tokens) * 1000 / rate)))
+return {granted, string.format('%.17g', tokens), retry_ms}
+"""
+
+
 @dataclass(frozen=True)
 class Decision:
     """Outcome of one take: allowed or not, tokens left, and milliseconds to wait when denied (else 0)."""
@@ -74,6 +105,7 @@ class TokenBucket:
         self.name = name
         # register_script runs EVALSHA and loads the script again if Redis lost it (restart, SCRIPT FLUSH)
         self._script = client.register_script(TOKEN_BUCKET_LUA)
+        self._lease = client.register_script(LEASE_LUA)
 
     async def take(self, key: str, cost: int = 1) -> Decision:
         """Take ``cost`` tokens from ``key``'s bucket if it has them; never pass a secret as ``key``."""
@@ -82,3 +114,12 @@ class TokenBucket:
         allowed, tokens, retry_ms = await self._script(keys=[self._keys.rate_limit(self.name, key)],
                                                        args=[repr(self.rate_per_s), self.burst, cost])
         return Decision(bool(allowed), float(tokens), int(retry_ms))
+
+    async def lease(self, key: str, want: int) -> tuple[int, float, int]:
+        """Take up to ``want`` whole tokens from ``key``'s bucket to spend elsewhere: (granted, tokens left,
+        ms until a token is back when none were granted, else 0)."""
+        if isinstance(want, bool) or not isinstance(want, int) or not 1 <= want <= self.burst:
+            raise ValueError(f"want must be an int between 1 and burst={self.burst}, got {want!r}")
+        granted, tokens, retry_ms = await self._lease(keys=[self._keys.rate_limit(self.name, key)],
+                                                      args=[repr(self.rate_per_s), self.burst, want])
+        return int(granted), float(tokens), int(retry_ms)
