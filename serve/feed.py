@@ -4,29 +4,36 @@ It runs beside Ray Serve, not inside it: Serve's HTTP proxy is built for request
 and is not meant to hold thousands of long-lived sockets, each needing its own backpressure. Here
 one reader task per stream (``candles``, ``signals``, ``structure``, ``alerts``) does a blocking
 ``XREAD`` and hands each entry to the matching subscriptions; every client has a bounded queue
-and its own writer task. A client whose queue fills is told it ``lagged`` and skips ahead (its
+and its own writer task. Each entry is encoded once per channel, not per client: the same bytes
+go to every subscriber that keeps up, with no queue and no per-client encoding on that path. A client whose queue fills is told it ``lagged`` and skips ahead (its
 queue is cleared); after ``max_lags`` lags in a row it is closed with 4408. A slow client never
 blocks the reader or the other clients (rule 4).
 
 Protocol (JSON text frames), client to server::
 
-    {"op": "subscribe", "channels": ["candles:BINANCE:BTCUSDT:1m", "signals:*"], "from": {"signals:*": "<seq>"}}
+    {"op": "subscribe", "channels": ["candles:BINANCE:BTCUSDT:1m", "signals:*"], "from": {"signals:*": "<seq>"},
+     "batch": true}
     {"op": "unsubscribe", "channels": ["signals:*"]}
     {"op": "ping"}
 
 server to client: ``data`` (channel, seq = Redis stream id, data = the record), ``subscribed``,
 ``unsubscribed``, ``pong``, ``error`` (code, message), ``heartbeat`` (ts, ns UTC) every
 ``heartbeat_s`` and ``lagged`` (channel, skipped_to). ``from`` replays the stream after the given
-seq and then continues live, with nothing missing and nothing repeated. Close codes: 4401 no or
-bad API key, 4429 too many connections for the user's tier, 4408 too slow, 1011 authentication
-backend unavailable.
+seq and then continues live, with nothing missing and nothing repeated. ``batch`` (optional, off by
+default, kept for the connection until a later subscribe says otherwise) lets the server send
+several data messages that are ready at once as one JSON array frame, ``[{"op": "data", ...},
+...]``, each element exactly a single data message, in order; one message alone still comes as a
+plain object and other messages are never batched. Close codes: 4401 no or bad API key, 4429 too
+many connections for the user's tier, 4408 too slow, 1011 authentication backend unavailable.
+
+Several servers can share one port (``reuse_port=True``, ``SO_REUSEPORT``): the kernel spreads the
+connections over them and each reads the streams itself, so seqs stay the stream ids, exact.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import re
 import socket
@@ -68,12 +75,13 @@ CLOSE_TOO_MANY = 4429
 CLOSE_AUTH_DOWN = 1011
 MAX_SUBSCRIPTIONS = 100  # per connection: bounds the matching work one client can cause
 WRITE_BATCH = 256  # frames per socket write; one syscall for many small frames
+BATCH_BYTES = 128 * 1024  # an array frame holds at most this much (clients cap frame sizes, 1 MiB by default)
 REPLAY_PAGE = 500
 
 # queue item kinds: data and lag notices fold into one notice per channel when a client lags;
 # control replies survive that; heartbeats are simply dropped
 DATA, LAGGED, CONTROL, BEAT = 0, 1, 2, 3
-Item = tuple[int, str, bytes, bytes]  # kind, channel, seq, frame
+Item = tuple[int, str, bytes, bytes]  # kind, channel, seq, JSON payload (framed by the writer)
 
 _QUERY_KEY = re.compile(r"(?i)((?:api_)?key=)[^&\s\"']+")
 _HEADER_KEY = re.compile(r"(?i)((?:authorization|x-api-key):\s*).+")
@@ -114,19 +122,61 @@ def _wire(payload: bytes) -> bytes:
 
 
 def _json(message: dict[str, Any]) -> bytes:
-    """A message as a ready text frame."""
-    return _wire(json.dumps(message, separators=(",", ":")).encode())
+    """A message as a JSON payload."""
+    return orjson.dumps(message)
 
 
 def _data_head(name: str) -> bytes:
-    return b'{"op":"data","channel":' + json.dumps(name).encode() + b',"seq":"'
+    return b'{"op":"data","channel":' + orjson.dumps(name) + b',"seq":"'
 
 
-def _frame(head: bytes, seq: bytes, raw: bytes) -> bytes:
-    # the stream holds canonical record JSON already: splice it in rather than decode and re-encode.
-    # Server frames are unmasked and (here) uncompressed, so their bytes are the same for every
-    # client: framed once per entry and channel, then written as is to each subscriber's socket
-    return _wire(head + seq + b'","data":' + raw + b"}")
+def _payload(head: bytes, seq: bytes, raw: bytes) -> bytes:
+    # the stream holds canonical record JSON already: splice it in rather than decode and re-encode
+    return head + seq + b'","data":' + raw + b"}"
+
+
+def _arrays(payloads: list[bytes]) -> list[bytes]:
+    """Data payloads as batch-mode frames: one alone as itself, several as JSON arrays of at most BATCH_BYTES."""
+    if len(payloads) == 1:
+        return [_wire(payloads[0])]
+    runs: list[list[bytes]] = [[]]
+    size = 0
+    for payload in payloads:
+        if runs[-1] and size + len(payload) > BATCH_BYTES:
+            runs.append([])
+            size = 0
+        runs[-1].append(payload)
+        size += len(payload) + 1
+    return [_wire(b"[" + b",".join(run) + b"]") if len(run) > 1 else _wire(run[0]) for run in runs]
+
+
+class _Encoded:
+    """One channel's entries of one dispatch, encoded at most once per wire form and shared by every subscriber.
+
+    Server frames are unmasked and uncompressed, so their bytes are the same for every client: the
+    entries are framed once per channel, then written as they are to each subscriber's socket."""
+
+    __slots__ = ("_batched", "_plain", "entries")
+
+    def __init__(self, entries: list[tuple[bytes, bytes]]) -> None:
+        self.entries = entries  # (seq, payload)
+        self._plain: bytes | None = None
+        self._batched: bytes | None = None
+
+    def plain(self) -> bytes:
+        """One text frame per message, concatenated: a single socket write."""
+        if self._plain is None:
+            self._plain = b"".join([_wire(payload) for _, payload in self.entries])
+        return self._plain
+
+    def batched(self) -> bytes:
+        """The batch-mode form: the messages as array frames (a single message as a plain frame)."""
+        if self._batched is None:
+            if len(self.entries) == 1:
+                self._batched = self.plain()
+            else:
+                self._batched = b"".join(_arrays([payload for _, payload in self.entries]))
+        return self._batched
 
 
 def api_key(request: Request) -> str | None:
@@ -147,18 +197,18 @@ class _Sub:
 
     client: _Client
     channel: Channel
-    pending: list[tuple[bytes, bytes]] | None = None  # (seq, frame) seen live during replay
+    pending: list[tuple[bytes, bytes]] | None = None  # (seq, payload) seen live during replay
     skipped: bytes | None = None  # newest seq dropped from an overflowing pending buffer
     active: bool = True
 
-    def deliver(self, batch: list[tuple[bytes, bytes]]) -> None:
-        """Hand matching (seq, frame) entries on: to the client, or to the replay buffer."""
+    def deliver(self, encoded: _Encoded) -> None:
+        """Hand a channel's matching entries on: to the client, or to the replay buffer."""
         if self.pending is None:
-            self.client.send(self.channel.name, batch)
+            self.client.send(self.channel.name, encoded)
             return
-        for seq, frame in batch:
+        for seq, payload in encoded.entries:
             if len(self.pending) < self.client.queue.maxsize:
-                self.pending.append((seq, frame))
+                self.pending.append((seq, payload))
             else:
                 # skip ahead, as a full client queue would: everything up to this seq is gone
                 self.pending.clear()
@@ -168,14 +218,14 @@ class _Sub:
         """End the replay at ``replayed_to``: pass on buffered entries after it, then deliver live."""
         pending, self.pending = self.pending or [], None
         if self.skipped is not None and parse_seq(_text(self.skipped)) > replayed_to:
-            self.client.enqueue((LAGGED, self.channel.name, self.skipped, _lag_frame(self.channel.name, self.skipped)))
+            self.client.enqueue((LAGGED, self.channel.name, self.skipped, _lag_payload(self.channel.name, self.skipped)))
         # entries up to replayed_to came from the replay already: this is the no-duplicates boundary
-        fresh = [(seq, frame) for seq, frame in pending if parse_seq(_text(seq)) > replayed_to]
+        fresh = [(seq, payload) for seq, payload in pending if parse_seq(_text(seq)) > replayed_to]
         if fresh:
-            self.client.send(self.channel.name, fresh)
+            self.client.send(self.channel.name, _Encoded(fresh))
 
 
-def _lag_frame(channel: str, seq: bytes) -> bytes:
+def _lag_payload(channel: str, seq: bytes) -> bytes:
     return _json({"op": "lagged", "channel": channel, "skipped_to": _text(seq)})
 
 
@@ -196,22 +246,24 @@ class _Client:
     lag_streak: int = 0
     replayed: int = 0
     closing: bool = False
+    batch: bool = False  # several ready data messages go as one JSON array frame (opted in at subscribe)
     tasks: set[asyncio.Task] = field(default_factory=set)
 
-    def send(self, channel: str, batch: list[tuple[bytes, bytes]]) -> None:
-        """Data frames of one channel: written at once when nothing is waiting for this socket, else queued."""
+    def send(self, channel: str, encoded: _Encoded) -> None:
+        """Data messages of one channel: written at once when nothing is waiting for this socket, else queued."""
         if self.closing:
             return
         ws = self.ws
         if self.queue.empty() and ws.transport.get_write_buffer_size() == 0 and ws.protocol.state is State.OPEN:
             # the client keeps up: skip the queue and the writer task's wake-up (the common case, and
-            # the one that decides latency); the socket takes at most one dispatch slice this way
-            ws.transport.writelines([frame for _, frame in batch])
-            self.sent += len(batch)
+            # the one that decides latency): the bytes shared by every subscriber, one write, no
+            # per-client encoding; the socket takes at most one dispatch slice this way
+            ws.transport.write(encoded.batched() if self.batch else encoded.plain())
+            self.sent += len(encoded.entries)
             self.lag_streak = 0
             return
-        for seq, frame in batch:
-            self.enqueue((DATA, channel, seq, frame))
+        for seq, payload in encoded.entries:
+            self.enqueue((DATA, channel, seq, payload))
 
     def enqueue(self, item: Item) -> None:
         """Queue a frame without waiting; a full queue makes the client lag (skip ahead)."""
@@ -230,18 +282,18 @@ class _Client:
         """Queue an error message; the connection stays open."""
         self.control({"op": "error", "code": code, "message": message})
 
-    def beat(self, frame: bytes) -> None:
+    def beat(self, payload: bytes) -> None:
         """Queue a heartbeat unless the queue is full (a lagging client learns of it from ``lagged``)."""
         if not self.closing and not self.queue.full():
-            self.queue.put_nowait((BEAT, "", b"", frame))
+            self.queue.put_nowait((BEAT, "", b"", payload))
 
     def _lag(self, item: Item) -> None:
         kept: list[Item] = []
         skipped: dict[str, bytes] = {}
         dropped = 0
-        for kind, channel, seq, frame in [*self._drain_queue(), item]:
+        for kind, channel, seq, payload in [*self._drain_queue(), item]:
             if kind == CONTROL:
-                kept.append((kind, channel, seq, frame))
+                kept.append((kind, channel, seq, payload))
             elif kind in (DATA, LAGGED):
                 skipped[channel] = seq  # queue order is stream order per channel: the last one is the newest
                 dropped += kind == DATA
@@ -252,7 +304,7 @@ class _Client:
             self.closing = True
             self.on_slow(self)
             return
-        notices = [(LAGGED, ch, seq, _lag_frame(ch, seq)) for ch, seq in skipped.items()]
+        notices = [(LAGGED, ch, seq, _lag_payload(ch, seq)) for ch, seq in skipped.items()]
         for queued in kept + notices:
             try:
                 self.queue.put_nowait(queued)
@@ -277,7 +329,7 @@ class _Client:
                 # between websockets' own (ping, close) frames; never after a close frame, though
                 if protocol.state is not State.OPEN:
                     return
-                ws.transport.writelines([frame for _, _, _, frame in batch])
+                ws.transport.writelines(self._frames(batch))
                 self.sent += sum(1 for kind, _, _, _ in batch if kind == DATA)
                 await ws.drain()  # one flow-control wait per batch
                 if queue.empty():
@@ -285,10 +337,28 @@ class _Client:
         except (ConnectionClosed, OSError):
             return
 
+    def _frames(self, items: list[Item]) -> list[bytes]:
+        """Queued items as text frames; in batch mode each run of data messages as array frames."""
+        if not self.batch:
+            return [_wire(payload) for _, _, _, payload in items]
+        frames: list[bytes] = []
+        run: list[bytes] = []
+        for kind, _, _, payload in items:
+            if kind == DATA:
+                run.append(payload)
+                continue
+            if run:
+                frames += _arrays(run)
+                run = []
+            frames.append(_wire(payload))
+        if run:
+            frames += _arrays(run)
+        return frames
+
     def stats(self) -> dict[str, Any]:
         """Counters of this connection."""
         return {"user": self.principal.username, "key_id": self.principal.key_id, "tier": self.principal.tier.name,
-                "channels": sorted(self.subs), "queued": self.queue.qsize(), "sent": self.sent,
+                "channels": sorted(self.subs), "batch": self.batch, "queued": self.queue.qsize(), "sent": self.sent,
                 "dropped": self.dropped, "lags": self.lags, "replayed": self.replayed}
 
 
@@ -310,12 +380,15 @@ class _ReaderStats:
 
 
 class FeedServer:
-    """The live feed server; ``await start()``, then clients connect to ``ws://host:port/ws/v1/feed``."""
+    """The live feed server; ``await start()``, then clients connect to ``ws://host:port/ws/v1/feed``.
+
+    With ``reuse_port`` several servers (one per process) listen on the same port side by side."""
 
     def __init__(self, redis_url: str, authenticate: Callable[[str], Awaitable[Principal | None]],
                  host: str = "127.0.0.1", port: int = 8001, namespace: str = "ci", queue_size: int = 1000,
-                 heartbeat_s: float = 15.0, max_lags: int = 3, read_count: int = 1000, block_ms: int = 1000,
-                 close_timeout_s: float = 2.0, send_buffer: int | None = 256 * 1024) -> None:
+                 heartbeat_s: float = 15.0, max_lags: int = 3, read_count: int = 2000, block_ms: int = 1000,
+                 close_timeout_s: float = 2.0, send_buffer: int | None = 256 * 1024,
+                 reuse_port: bool = False) -> None:
         if queue_size < 1 or max_lags < 1 or read_count < 1 or block_ms < 1:
             raise ConfigError("FeedServer needs queue_size, max_lags, read_count and block_ms >= 1, got "
                               f"{queue_size}, {max_lags}, {read_count}, {block_ms}")
@@ -330,6 +403,7 @@ class FeedServer:
         self._read_count, self._block_ms = read_count, block_ms
         self._close_timeout_s = close_timeout_s
         self._send_buffer = send_buffer
+        self._reuse_port = reuse_port
         self._redis: Redis | None = None
         self._server: Server | None = None
         self._tasks: set[asyncio.Task] = set()  # readers and heartbeat, cancelled by stop()
@@ -357,7 +431,7 @@ class FeedServer:
         # no compression: deflating each frame per client would cost more CPU than the fan-out itself
         self._server = await serve(self._handle, self._host, self._port, process_request=self._check_path,
                                    compression=None, max_size=64 * 1024, close_timeout=self._close_timeout_s,
-                                   logger=_ws_log)
+                                   logger=_ws_log, reuse_port=self._reuse_port)
         log.info("feed listening on ws://%s:%d%s", self._host, self.port, PATH)
 
     async def stop(self) -> None:
@@ -539,6 +613,13 @@ class FeedServer:
         if not isinstance(resume, dict):
             client.error("bad_request", "'from' must map channel names to the last seq received")
             return
+        batch = request.get("batch")
+        if batch is not None and not isinstance(batch, bool):
+            client.error("bad_request", "'batch' must be true (data messages ready together come as one JSON "
+                                        "array frame) or false (one message per frame)")
+            return
+        if batch is not None:
+            client.batch = batch
         tier = client.principal.tier
         accepted: list[str] = []
         replays: list[tuple[_Sub, tuple[int, int]]] = []
@@ -568,7 +649,10 @@ class FeedServer:
             if start is not None:
                 replays.append((sub, start))
         if accepted:
-            client.control({"op": "subscribed", "channels": accepted})
+            ack: dict[str, Any] = {"op": "subscribed", "channels": accepted}
+            if batch is not None:
+                ack["batch"] = client.batch
+            client.control(ack)
         if replays:
             self._spawn(self._replay(client, replays), client.tasks)
 
@@ -613,16 +697,16 @@ class FeedServer:
                 trimmed = await self._trimmed_to(key)
                 if trimmed is not None and parse_seq(trimmed) > start:
                     # entries right after the client's seq were trimmed away: say so, replay what is left
-                    client.enqueue((LAGGED, channel.name, trimmed.encode(), _lag_frame(channel.name, trimmed.encode())))
+                    client.enqueue((LAGGED, channel.name, trimmed.encode(), _lag_payload(channel.name, trimmed.encode())))
                 head = _data_head(channel.name)
                 while sub.active and not client.closing:
                     rows = await self._redis.xrange(key, min=f"({cursor}", max="+", count=REPLAY_PAGE)
                     for seq, fields in rows:
                         raw = fields[b"data"]
-                        if channel.filtered and not channel.matches(subject(json.loads(raw))):
+                        if channel.filtered and not channel.matches(subject(orjson.loads(raw))):
                             continue
                         # waiting here slows only this client's replay; live entries wait in sub.pending
-                        await client.queue.put((DATA, channel.name, seq, _frame(head, seq, raw)))
+                        await client.queue.put((DATA, channel.name, seq, _payload(head, seq, raw)))
                         client.replayed += 1
                     if rows:
                         cursor = _text(rows[-1][0])
@@ -695,17 +779,19 @@ class FeedServer:
             else []
         for group in groups:
             channel = group.channel
-            # one batch per channel and slice: framed once, then one socket write per subscriber
-            batch = [(seq, _frame(group.head, seq, raw)) for i, (seq, raw) in enumerate(entries)
+            # one batch per channel and slice: encoded once, then one socket write per subscriber
+            head = group.head
+            batch = [(seq, _payload(head, seq, raw)) for i, (seq, raw) in enumerate(entries)
                      if not channel.filtered or (subjects[i] is not None and channel.matches(subjects[i]))]
             if batch:
+                encoded = _Encoded(batch)
                 for sub in group.members:
-                    sub.deliver(batch)
+                    sub.deliver(encoded)
 
     @staticmethod
     def _subject(raw: bytes, stats: _ReaderStats) -> Subject | None:
         try:
-            return subject(json.loads(raw))
+            return subject(orjson.loads(raw))
         except (ValueError, AttributeError):
             stats.bad += 1
             return None
@@ -713,9 +799,9 @@ class FeedServer:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_s)
-            frame = _json({"op": "heartbeat", "ts": time.time_ns()})
+            payload = _json({"op": "heartbeat", "ts": time.time_ns()})
             for client in list(self._clients.values()):
-                client.beat(frame)
+                client.beat(payload)
 
 
 def _rows(reply: Any) -> list:
