@@ -18,8 +18,9 @@ class Scratch:
 
 
 @contextmanager
-def scratch_services(prefix: str) -> Iterator[Scratch | None]:
-    """Yields the scratch services with Ray started, or None (after saying so) when Postgres is not reachable."""
+def scratch_services(prefix: str, with_ray: bool = True) -> Iterator[Scratch | None]:
+    """Yields the scratch services (with Ray started unless ``with_ray`` is False), or None (after saying so)
+    when Postgres is not reachable."""
     import asyncpg
     import ray
     import redis
@@ -44,12 +45,14 @@ def scratch_services(prefix: str) -> Iterator[Scratch | None]:
         print(f"  skipped: Postgres not reachable ({e})")
         yield None
         return
-    start_ray(dashboard=False)
+    if with_ray:
+        start_ray(dashboard=False)
     try:
         yield Scratch(admin_url.rsplit("/", 1)[0] + f"/{name}", redis_url, namespace)
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        if with_ray:
+            serve.shutdown()
+            ray.shutdown()
         client = redis.Redis.from_url(redis_url)
         for key in client.scan_iter(f"{namespace}:*"):
             client.delete(key)
