@@ -32,8 +32,8 @@ import numpy as np
 from benchmarks.scratch_services import scratch_services
 
 TARGET_RPS, TARGET_P99_MS, TARGET_RATIO = 1500, 20.0, 0.5
-CLIENTS = int(os.environ.get("BENCH_HTTP_CLIENTS", 32))
-SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", 5))
+CLIENTS = int(os.environ.get("BENCH_HTTP_CLIENTS", "32"))
+SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", "5"))
 MODES = [m for m in os.environ.get("BENCH_HTTP_MODES", "proxy,haproxy").split(",") if m]
 ENDPOINTS = {"signals": "/api/v1/signals?limit=50", "summary": "/api/v1/market/summary"}
 
@@ -195,12 +195,12 @@ async def _asgi_get(app, path: str, key: str) -> bytes:
 
 async def _breakdown(s, key: str, app_keys: list[str]) -> list[tuple[str, float, float]]:
     """(piece, µs for signals, µs for summary) measured in this process."""
+    from fastapi.responses import JSONResponse
+
     from connectors.storage.ratelimit import TokenBucket
     from connectors.storage.tables import table
     from serve.api import ApiSettings, app_services, clean, create_app
     from serve.hot_path import cache_key
-    from serve.tiers import tier
-    from fastapi.responses import JSONResponse
 
     cold_app = create_app(ApiSettings(s.db_url, s.redis_url, s.namespace, hot_reads=False))
     hot_app = create_app(ApiSettings(s.db_url, s.redis_url, s.namespace, hot_reads=True))
@@ -234,10 +234,10 @@ async def _breakdown(s, key: str, app_keys: list[str]) -> list[tuple[str, float,
         pass
 
     async def _enc_sig():
-        JSONResponse({"items": clean(rows_sig), "next_cursor": None}).body
+        return JSONResponse({"items": clean(rows_sig), "next_cursor": None}).body
 
     async def _enc_sum():
-        JSONResponse({"items": clean(rows_sum), "next_cursor": None}).body
+        return JSONResponse({"items": clean(rows_sum), "next_cursor": None}).body
 
     async def _auth_db():
         await cold.accounts.authenticate(key)

@@ -131,9 +131,7 @@ class ResponseCache:
         last = 0.0
         for scope in scopes:
             # an answer for all markets changes with any market; one market's with its own records
-            t = self._changed_at.get(scope, 0.0)
-            if t > last:
-                last = t
+            last = max(last, self._changed_at.get(scope, 0.0))
         return last
 
     def get(self, key: str) -> Entry | None:

@@ -88,7 +88,7 @@ class HotReads:
         if scopes is None:
             await self.app(scope, receive, send)
             return
-        svc = await self._services(scope["app"] if "app" in scope else None)
+        svc = await self._services(scope.get("app"))
         cache: ResponseCache | None = getattr(svc, "hot", None)
         if cache is None or not cache.live:
             await self.app(scope, receive, send)
@@ -117,7 +117,7 @@ class HotReads:
         try:
             await self._authorize(svc, auth.decode("latin-1") if auth else None,
                                   api_key.decode("latin-1") if api_key else None)
-        except Exception as e:  # noqa: BLE001 - the route's own errors (ApiError) become its answers
+        except Exception as e:  # the route's own errors (ApiError) become its answers
             response = self._error(e)
             if response is None:
                 raise

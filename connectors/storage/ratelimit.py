@@ -14,12 +14,11 @@ import redis.asyncio
 from connectors.storage.redis_keys import RedisKeys
 from schemas.errors import ConfigError
 
-# KEYS[1] bucket hash {tokens, ts_us}; ARGV: rate per second, burst, cost. Returns {allowed, tokens, retry_ms}.
-# Runs atomically, so concurrent takes never spend the same token twice.
-TOKEN_BUCKET_LUA = """
+# Both scripts: KEYS[1] bucket hash {tokens, ts_us}; ARGV[1] rate per second, ARGV[2] burst. They run
+# atomically, so concurrent takes never spend the same token twice. This part refills the bucket.
+_REFILL = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts_us')
@@ -33,6 +32,17 @@ if now > ts then
   tokens = math.min(burst, tokens + (now - ts) * rate / 1000000)
   ts = now
 end
+"""
+# and this one stores it: explicit formats, as Lua's tostring keeps 14 digits, too few for µs since 1970;
+# the bucket is forgotten once it would be full again (a missing bucket reads as full)
+_STORE = """
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts_us', string.format('%d', ts))
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((burst - tokens) * 1000 / rate)))
+"""
+
+# ARGV[3] cost. Returns {allowed, tokens, retry_ms}.
+TOKEN_BUCKET_LUA = _REFILL + """
+local cost = tonumber(ARGV[3])
 local allowed = 0
 local retry_ms = 0
 if tokens >= cost then
@@ -41,41 +51,21 @@ if tokens >= cost then
 else
   retry_ms = math.ceil((cost - tokens) * 1000 / rate)
 end
--- explicit formats: Lua's tostring keeps 14 digits, too few for microseconds since 1970
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts_us', string.format('%d', ts))
--- forget the bucket once it would be full again: a missing bucket reads as full
-redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((burst - tokens) * 1000 / rate)))
+""" + _STORE + """
 return {allowed, string.format('%.17g', tokens), retry_ms}
 """
 
-
-# Lease: like TOKEN_BUCKET_LUA, but takes as many whole tokens as there are, up to ARGV[3], for a
-# replica to spend locally. Returns {granted, tokens left, ms until one token is back when none granted}.
-LEASE_LUA = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
+# Lease: takes as many whole tokens as there are, up to ARGV[3], for a replica to spend locally.
+# Returns {granted, tokens left, ms until one token is back when none was granted}.
+LEASE_LUA = _REFILL + """
 local want = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts_us')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
-end
-if now > ts then
-  tokens = math.min(burst, tokens + (now - ts) * rate / 1000000)
-  ts = now
-end
 local granted = math.min(want, math.floor(tokens))
 tokens = tokens - granted
 local retry_ms = 0
 if granted == 0 then
   retry_ms = math.ceil((1 - tokens) * 1000 / rate)
 end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts_us', string.format('%d', ts))
-redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((burst - tokens) * 1000 / rate)))
+""" + _STORE + """
 return {granted, string.format('%.17g', tokens), retry_ms}
 """
 

@@ -11,6 +11,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -81,20 +82,27 @@ async def _users(database_url: str) -> dict[str, str]:
         await accounts.close()
 
 
-@pytest.fixture(scope="session")
-def running_api(ray_local) -> Iterator[RunningApi]:
-    """The real Serve app over a filled database; torn down at the end of the session."""
-    from ray import serve
+@dataclass
+class Filled:
+    """A migrated database filled over the bundled sample, its Redis namespace and users' keys."""
 
-    from serve.api import ApiSettings
-    from serve.app import start_api
+    database_url: str
+    redis_url: str
+    namespace: str
+    keys: dict[str, str]  # admin, pro, free -> key
+    signal_ids: list[str]
+    markets: list[str]
 
+
+@contextmanager
+def filled_services(prefix: str) -> Iterator[Filled]:
+    """A scratch database and namespace filled by the engine's own store, dropped afterwards."""
     admin_url = os.environ.get("DATABASE_URL", PG_DEFAULT)
     redis_url = os.environ.get("REDIS_URL", REDIS_DEFAULT)
-    name = f"ci_api_{secrets.token_hex(5)}"
+    name = f"ci_{prefix}_{secrets.token_hex(5)}"
     p = urlsplit(admin_url)
     database_url = urlunsplit((p.scheme, p.netloc, f"/{name}", p.query, p.fragment))
-    namespace = f"test-api-{secrets.token_hex(4)}"
+    namespace = f"test-{prefix}-{secrets.token_hex(4)}"
 
     async def admin(sql: str) -> None:
         conn = await asyncpg.connect(admin_url, timeout=3)
@@ -111,16 +119,30 @@ def running_api(ray_local) -> Iterator[RunningApi]:
     try:
         signal_ids, markets = asyncio.run(_fill(database_url, redis_url, namespace))
         keys = asyncio.run(_users(database_url))
-        port = _free_port()
-        url = start_api(ApiSettings(database_url, redis_url, namespace, cors_origins=["http://localhost:3000"]),
-                        port=port)
-        _wait_ready(url)
-        yield RunningApi(url, database_url, redis_url, namespace, keys, signal_ids, markets)
+        yield Filled(database_url, redis_url, namespace, keys, signal_ids, markets)
     finally:
-        serve.shutdown()
         for key in client.scan_iter(f"{namespace}:*"):
             client.delete(key)
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def running_api(ray_local) -> Iterator[RunningApi]:
+    """The real Serve app over a filled database; torn down at the end of the session."""
+    from ray import serve
+
+    from serve.api import ApiSettings
+    from serve.app import start_api
+
+    with filled_services("api") as f:
+        try:
+            port = _free_port()
+            url = start_api(ApiSettings(f.database_url, f.redis_url, f.namespace,
+                                        cors_origins=["http://localhost:3000"]), port=port)
+            _wait_ready(url)
+            yield RunningApi(url, f.database_url, f.redis_url, f.namespace, f.keys, f.signal_ids, f.markets)
+        finally:
+            serve.shutdown()
 
 
 def _wait_ready(url: str, timeout_s: float = 90.0) -> None:
