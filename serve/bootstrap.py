@@ -1,4 +1,5 @@
-"""First start: make sure an admin API key exists, from the environment or freshly generated."""
+"""First start: make sure an admin API key and an admin password (for the dashboard's login) exist,
+from the environment or freshly generated."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from serve.keys import key_id, new_api_key
 log = logging.getLogger(__name__)
 
 ENV_VAR = "CRYPTO_INTEL_API_KEY"
+PASSWORD_ENV_VAR = "CRYPTO_INTEL_ADMIN_PASSWORD"
 
 
 def write_secret(path: Path, secret: str) -> None:
@@ -45,3 +47,29 @@ async def ensure_admin_key(accounts: Accounts, key_file: Path, env_key: str | No
         return None  # another replica bootstrapped first
     log.info("generated admin key %s, saved to %s", key_id(key), key_file)
     return key
+
+
+async def ensure_admin_password(accounts: Accounts, password_file: Path, env_password: str | None) -> str | None:
+    """If user ``admin`` exists without a password, give it one (role admin); return a generated one, else None.
+
+    ``env_password`` (from ``CRYPTO_INTEL_ADMIN_PASSWORD``) is set as is and not returned. Without it a
+    password is generated and saved to ``password_file`` (mode 0600) before it is set, so it is never
+    set without a copy the operator can read.
+    """
+    from serve.passwords import generate_password
+    from serve.sessions import SessionStore
+    exists = await accounts.pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE username = 'admin') "
+        "AND NOT EXISTS (SELECT 1 FROM user_passwords WHERE username = 'admin')")
+    if not exists:
+        return None
+    store = SessionStore(accounts.pool)
+    if env_password:
+        await store.set_password("admin", env_password, role="admin")
+        log.info("set the admin password from %s", PASSWORD_ENV_VAR)
+        return None
+    password = generate_password()
+    write_secret(password_file, password)
+    await store.set_password("admin", password, role="admin")
+    log.info("generated an admin password, saved to %s", password_file)
+    return password

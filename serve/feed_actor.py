@@ -1,5 +1,6 @@
 """The WebSocket live feed as Ray actors beside Serve: each one process with its own event loop,
-the feed server reading Redis Streams and API keys checked against Postgres.
+the feed server reading Redis Streams and API keys or session access tokens checked against Postgres
+(through ``serve.auth_cache``: revocations pushed over Redis reach it as they reach the API).
 
 With ``processes`` > 1 (or ``CRYPTO_INTEL_FEED_PROCESSES``) the first actor starts that many
 minus one siblings listening on the same port (``SO_REUSEPORT``): the kernel spreads connections
@@ -39,15 +40,19 @@ class FeedHost:
         self.reuse_port = reuse_port or self.processes > 1
         self.server = None
         self.accounts = None
+        self.auth = None
         self.siblings: list = []
 
     async def start(self) -> int:
         """Listen (with the siblings on the same port); returns the bound port."""
+        from connectors.storage.redis_keys import RedisKeys
         from serve.accounts import Accounts
+        from serve.auth_cache import AuthCache
         from serve.feed import FeedServer
         database_url, redis_url, namespace, host, port = self.args
         self.accounts = await Accounts.create(database_url)
-        self.server = FeedServer(redis_url, self.accounts.authenticate, host=host, port=port, namespace=namespace,
+        self.auth = AuthCache(self.accounts, redis_url, RedisKeys(namespace=namespace))
+        self.server = FeedServer(redis_url, self.auth.authenticate, host=host, port=port, namespace=namespace,
                                  reuse_port=self.reuse_port)
         await self.server.start()
         bound = self.server.port
@@ -74,6 +79,8 @@ class FeedHost:
         self.siblings = []
         if self.server is not None:
             await self.server.stop()
+        if self.auth is not None:
+            await self.auth.close()
         if self.accounts is not None:
             await self.accounts.close()
 

@@ -80,6 +80,10 @@ class RedisKeys:
         """Set of the markets that have a latest record of a kind."""
         return f"{self.prefix}idx:latest:{_segment('kind', kind)}"
 
+    def auth_events(self) -> str:
+        """Pub/sub channel carrying revocations (keys, users, sessions, signing keys) to every API process."""
+        return f"{self.prefix}auth:events"
+
     def rate_limit(self, name: str, key: str) -> str:
         """Hash with one token bucket's tokens and last refill time."""
         return f"{self.prefix}rl:{_segment('name', name)}:{_last('key', key)}"
