@@ -8,6 +8,7 @@ else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -197,6 +198,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_services:
         flags.check_port_free("--http-port", args.host, args.http_port)
         flags.check_port_free("--ws-port", args.host, args.ws_port)
+        from serve.ingress_mode import use_serve_mode
+        use_serve_mode(args.serve_mode)  # Ray reads it when it starts
     sources, urls = list(args.source or []), list(args.venue_url or [])
     if args.config:
         file_sources, file_urls = load_config(args.config)
@@ -248,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--http-port", type=flags.port, default=8000, help="HTTP API port (default 8000)")
     run.add_argument("--ws-port", type=flags.port, default=8001,
                      help="WebSocket live feed port, beside Serve (default 8001)")
+    run.add_argument("--serve-mode", choices=("proxy", "haproxy"),
+                     default=os.environ.get("CRYPTO_INTEL_SERVE_MODE", "proxy"),
+                     help="Serve's HTTP ingress: proxy (Serve's Python proxy) or haproxy (HAProxy straight to the "
+                          "replicas, throughput-optimised; replica ports then listen on every interface; "
+                          "default proxy, or CRYPTO_INTEL_SERVE_MODE)")
+    run.add_argument("--api-replicas", type=flags.int_at_least(1), default=1, help="HTTP API replicas (default 1)")
+    run.add_argument("--api-cpus", type=flags.non_negative_float, default=0.0,
+                     help="logical CPUs each API replica reserves (default 0: it takes none of the engine's)")
     run.add_argument("--checkpoint-s", type=flags.positive_float, default=30.0,
                      help="seconds between shard checkpoints to Redis when REDIS_URL is set (default 30)")
     run.add_argument("--source", action="append", metavar="VENUE:SYMBOLS",
@@ -315,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.chain_follow_args import add_follow_parser
     from app.db import add_db_parser
     from app.venues import add_venues_parser
+    from app.users import add_users_parser
     add_db_parser(sub)
+    add_users_parser(sub)
     add_venues_parser(sub)
     add_follow_parser(add_chain_parser(sub), cmd_chain_follow)
     return parser

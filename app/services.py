@@ -168,7 +168,8 @@ def start_outputs(args: argparse.Namespace, config, services: StoreSettings, out
     from actors.pipeline import RayPipeline
 
     store = services.start_actor(config.actor_cpus)
-    lines, feed = start_serving(services, args.host, args.http_port, out_dir, args.ws_port)
+    lines, feed = start_serving(services, args.host, args.http_port, out_dir, args.ws_port,
+                                replicas=getattr(args, "api_replicas", 1), cpus=getattr(args, "api_cpus", 0.0))
     for line in lines:
         _say(line)
     if feed is not None and config.models_dir:
@@ -209,7 +210,7 @@ def save_checkpoint(store, pipe) -> None:
 
 
 def start_serving(settings: StoreSettings, host: str, http_port: int, out_dir: Path,
-                  ws_port: int = 8001) -> tuple[list[str], object | None]:
+                  ws_port: int = 8001, replicas: int = 1, cpus: float = 0.0) -> tuple[list[str], object | None]:
     """With Postgres and Redis configured: first-run admin key, the HTTP API on Serve and the
     WebSocket feed actor. Returns lines to print (URLs, a generated admin key exactly once) and
     the feed actor, which lives as long as the caller holds it."""
@@ -218,18 +219,21 @@ def start_serving(settings: StoreSettings, host: str, http_port: int, out_dir: P
     from serve.accounts import Accounts
     from serve.api import ApiSettings
     from serve.app import start_api
-    from serve.bootstrap import ENV_VAR, ensure_admin_key
+    from serve.bootstrap import ENV_VAR, PASSWORD_ENV_VAR, ensure_admin_key, ensure_admin_password
 
     key_file = out_dir / "admin-api-key"
+    password_file = out_dir / "admin-password"
 
-    async def bootstrap() -> str | None:
+    async def bootstrap() -> tuple[str | None, str | None]:
         accounts = await Accounts.create(settings.database_url)
         try:
-            return await ensure_admin_key(accounts, key_file, os.environ.get(ENV_VAR))
+            return (await ensure_admin_key(accounts, key_file, os.environ.get(ENV_VAR)),
+                    await ensure_admin_password(accounts, password_file, os.environ.get(PASSWORD_ENV_VAR)))
         finally:
             await accounts.close()
-    key = asyncio.run(bootstrap())
-    url = start_api(ApiSettings(settings.database_url, settings.redis_url, settings.namespace), host=host, port=http_port)
+    key, password = asyncio.run(bootstrap())
+    url = start_api(ApiSettings(settings.database_url, settings.redis_url, settings.namespace), host=host,
+                    port=http_port, replicas=replicas, cpus=cpus)
     import ray
 
     from serve.feed_actor import FeedActor
@@ -238,9 +242,14 @@ def start_serving(settings: StoreSettings, host: str, http_port: int, out_dir: P
     bound = ray.get(feed.start.remote())
     lines = [f"HTTP API: {url}/api/v1 (OpenAPI: {url}/openapi.json, docs: {url}/docs)",
              f"WebSocket feed: ws://{host}:{bound}/ws/v1/feed (key as ?key=, Authorization: Bearer or X-API-Key)",
-             f"Dashboard: {url}/dashboard?ws=ws://{host}:{bound}/ws/v1/feed (asks for an API key)"]
+             f"Dashboard: {url}/dashboard?ws=ws://{host}:{bound}/ws/v1/feed (log in, or give an API key)"]
     if key:
         lines.append(f"first start: admin API key {key} (shown once; also saved to {key_file}, mode 0600)")
     elif key_file.exists():
         lines.append(f"admin API key: in {key_file}")
+    if password:
+        lines.append(f"first start: dashboard login admin / {password} (shown once; also saved to {password_file}, "
+                     "mode 0600)")
+    elif password_file.exists():
+        lines.append(f"dashboard login: user admin, password in {password_file}")
     return lines, feed

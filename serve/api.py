@@ -27,6 +27,30 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 from pydantic_core import PydanticCustomError
 
 from schemas.errors import CryptoIntelError
+from serve import openapi
+from serve.api_models import (
+    AlertPage,
+    BacktestItem,
+    BacktestPage,
+    CandlePage,
+    ErrorBody,
+    Health,
+    IndicatorValuesItem,
+    IssuedKeyItem,
+    ListedUserPage,
+    MarketPage,
+    MarketSummaryPage,
+    RevokedItem,
+    SignalItem,
+    SignalPage,
+    StructureItem,
+    TransferPage,
+    UserChangedItem,
+    UserItem,
+    WalletItem,
+    WalletSummaryPage,
+)
+from serve.openapi import errors
 from serve.structure_view import structure_view
 
 log = logging.getLogger(__name__)
@@ -45,6 +69,8 @@ class ApiSettings:
     namespace: str = "ci"
     cors_origins: list[str] = field(default_factory=list)
     default_timeframe: str = "5m"
+    hot_reads: bool = True  # hot reads from the replica's memory (serve.hot_cache)
+    hot_settle_s: float = 1.0  # how long after a change Postgres may still lack its rows
 
     @classmethod
     def from_env(cls) -> "ApiSettings":
@@ -53,7 +79,9 @@ class ApiSettings:
             raise RuntimeError("the HTTP API needs DATABASE_URL and REDIS_URL (users, keys and history live there)")
         origins = [o for o in os.environ.get("CRYPTO_INTEL_CORS_ORIGINS", "").split(",") if o]
         return cls(db, rd, os.environ.get("CRYPTO_INTEL_REDIS_NAMESPACE", "ci"), origins,
-                   os.environ.get("CRYPTO_INTEL_DEFAULT_TIMEFRAME", "5m"))
+                   os.environ.get("CRYPTO_INTEL_DEFAULT_TIMEFRAME", "5m"),
+                   os.environ.get("CRYPTO_INTEL_HOT_READS", "1") != "0",
+                   float(os.environ.get("CRYPTO_INTEL_HOT_SETTLE_S", "1.0")))
 
 
 class ApiError(CryptoIntelError):
@@ -235,114 +263,11 @@ class Item(BaseModel):
     item: dict[str, Any]
 
 
-class Health(BaseModel):
-    status: str
-    checks: dict[str, str] = Field(default_factory=dict)
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    """The one shape of every error answer."""
-
-    error: ErrorDetail
-
-
-class User(BaseModel):
-    username: str
-    email: str | None = None
-    tier: str
-    created_at: str | None = None
-    disabled: bool
-
-
-class UserItem(BaseModel):
-    item: User
-
-
-class IssuedKey(BaseModel):
-    username: str
-    role: str
-    key: str
-    key_id: str
-
-
-class IssuedKeyItem(BaseModel):
-    item: IssuedKey
-
-
-class Revoked(BaseModel):
-    revoked: str
-
-
-class RevokedItem(BaseModel):
-    item: Revoked
-
-
-class UserChanged(BaseModel):
-    username: str
-    tier: str | None = None
-    disabled: bool | None = None
-
-
-class UserChangedItem(BaseModel):
-    item: UserChanged
-
-
-class BacktestSummary(BaseModel):
-    """A backtest run in a list: what ran, over what, and its portfolio metrics."""
-
-    id: str
-    created_at: int = Field(description="when the run was recorded, ns UTC")
-    strategy: str
-    strategy_version: str | None = None
-    params: dict[str, Any]
-    timeframe: str | None = None
-    engine: str | None = None
-    markets: list[str]
-    start_ts: int | None = Field(None, description="first bar, ns UTC")
-    end_ts: int | None = Field(None, description="last bar, ns UTC")
-    bars: int | None = None
-    trades: int | None = None
-    summary: dict[str, Any] = Field(description="the portfolio metrics")
-
-
-class BacktestPage(BaseModel):
-    """A page of backtest runs, newest first; pass ``next_cursor`` back as ``cursor`` (null at the end)."""
-
-    items: list[BacktestSummary]
-    next_cursor: str | None = None
-
-
-class Backtest(BaseModel):
-    """A backtest run in full: its settings and every metric."""
-
-    id: str
-    created_at: int = Field(description="when the run was recorded, ns UTC")
-    strategy: str
-    strategy_version: str | None = None
-    params: dict[str, Any]
-    settings: dict[str, Any]
-    timeframe: str | None = None
-    engine: str | None = None
-    markets: list[str]
-    start_ts: int | None = Field(None, description="first bar, ns UTC")
-    end_ts: int | None = Field(None, description="last bar, ns UTC")
-    bars: int | None = None
-    trades: int | None = None
-    metrics: dict[str, Any] = Field(description="portfolio, benchmark, markets (per market) and counters")
-    out_dir: str | None = None
-
-
-class BacktestItem(BaseModel):
-    item: Backtest
-
-
 class NewUser(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A user to create; `tier` names a rate-limit tier (free, pro, enterprise)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"username": "alice", "email": "alice@example.com", "tier": "pro"}]})
 
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     email: Annotated[str | None, Field(max_length=254), Text] = None
@@ -350,14 +275,18 @@ class NewUser(BaseModel):
 
 
 class NewKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A key to issue: its role (user or admin) and a label to recognise it by."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"role": "user", "label": "laptop"}]})
 
     role: Annotated[str, Field(max_length=32), Text] = "user"
     label: Annotated[str, Field(max_length=200), Text] = ""
 
 
 class UserChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A new tier, and/or disabled true (disable) or false (enable); what is left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tier": "pro"}, {"disabled": False}]})
 
     tier: Annotated[str | None, Field(max_length=32), Text] = None
     disabled: StrictBool | None = None  # true/false only, not "yes" or 1
@@ -366,30 +295,43 @@ class UserChange(BaseModel):
 class Services:
     """Connections shared by the requests of one replica, opened on first use."""
 
-    AUTH_TTL_S = 5.0  # a revoked key or a changed tier takes effect within this long
-    AUTH_CACHE_SIZE = 10_000
+    # revocations are pushed to every replica over Redis (serve/auth_cache.py); this bounds a lost push
+    AUTH_TTL_S = float(os.environ.get("CRYPTO_INTEL_AUTH_TTL_S") or 30.0)
 
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
         self._lock = asyncio.Lock()
         self.ready = False
-        self._auth: dict[str, tuple[float, object]] = {}
+        self._auth_cache = None
+
+    @property
+    def auth(self):
+        """This replica's :class:`serve.auth_cache.AuthCache` (API keys, session tokens, pushed revocations)."""
+        if self._auth_cache is None:
+            from dataclasses import replace
+
+            from connectors.storage.redis_keys import RedisKeys
+            from serve.auth_cache import AuthCache
+            from serve.sessions import SessionSettings
+            self._auth_cache = AuthCache(self.accounts, self.settings.redis_url,
+                                         RedisKeys(namespace=self.settings.namespace),
+                                         replace(SessionSettings.from_env(), auth_ttl_s=self.AUTH_TTL_S))
+        return self._auth_cache
 
     async def authenticate(self, key: str):
-        """The key's principal, from a short-lived cache keyed by the key's hash (never the key)."""
-        import time
+        """The principal of an API key or a session access token (a JWT), or None; cached, never by the key."""
+        return await self.auth.authenticate(key)
 
-        from serve.keys import hash_key
-        h = hash_key(key)
-        now = time.monotonic()
-        hit = self._auth.get(h)
-        if hit is not None and now - hit[0] < self.AUTH_TTL_S:
-            return hit[1]
-        who = await self.accounts.authenticate(key)
-        if len(self._auth) >= self.AUTH_CACHE_SIZE:
-            self._auth.clear()
-        self._auth[h] = (now, who)
-        return who
+    async def close(self) -> None:
+        """Stop the hot-read watcher and close the connections (an in-process server's shutdown)."""
+        if not self.ready:
+            return
+        self.ready = False
+        if self.hot is not None:
+            await self.watcher.stop()
+        await self.queries.close()
+        await self.accounts.close()
+        await self.redis.aclose()
 
     async def open(self) -> "Services":
         if self.ready:
@@ -411,6 +353,13 @@ class Services:
             self.redis = aioredis.Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=2)
             self.cache = LatestCache(self.redis, keys)
             self.limiter = KeyRateLimiter(self.redis, keys)
+            self.hot = None
+            if s.hot_reads:
+                from serve.hot_cache import ResponseCache
+                from serve.hot_feed import StreamWatcher
+                self.hot = ResponseCache(settle_s=s.hot_settle_s)
+                self.watcher = StreamWatcher(s.redis_url, keys, self.hot)
+                self.watcher.start()
             self.ready = True
         return self
 
@@ -429,44 +378,67 @@ class _LazyCors:
         await self.inner(scope, receive, send)
 
 
-bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
+async def app_services(app) -> Services:
+    """The replica's Services for ``app``, created and opened on first use."""
+    if app.state.services is None:
+        app.state.services = Services(app.state.settings or ApiSettings.from_env())
+    return await app.state.services.open()
+
+
+def _error_response(exc: Exception) -> JSONResponse | None:
+    return _error(exc.status, exc.code, exc.message, exc.headers) if isinstance(exc, ApiError) else None
+
+
+bearer = HTTPBearer(auto_error=False, description="API key or session access token as a bearer token")
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """The FastAPI application; ``settings`` default to the environment (DATABASE_URL, REDIS_URL)."""
-    app = FastAPI(title="crypto-intel API", version="1.0.0",
+    app = FastAPI(title="crypto-intel API", version="1.0.0", generate_unique_id_function=openapi.unique_id,
                   description="Signals, market data, structure, wallets, alerts and backtest runs of the crypto-intel "
                               "engine.",
                   responses={"4XX": {"model": ErrorBody, "description": "Client error: `{\"error\": {code, message}}`"}})
     app.state.settings = settings
     app.state.services = None
-    app.add_middleware(_Guard)  # added first: inside CORS, so its answers carry CORS headers too
+    from serve.hot_path import HotReads
+    # innermost: inside the guard (text checks, 500s) and CORS, in front of the routes
+    app.add_middleware(HotReads, services=lambda app_: app_services(app_),
+                       authorize=lambda *a: app.state.authorize(*a), error=_error_response)
+    app.add_middleware(_Guard)  # inside CORS, so its answers carry CORS headers too
     app.add_middleware(_LazyCors, origins=lambda: settings.cors_origins if settings else
                        [o for o in os.environ.get("CRYPTO_INTEL_CORS_ORIGINS", "").split(",") if o])
 
     async def services(request: Request) -> Services:
-        app_ = request.app
-        if app_.state.services is None:
-            app_.state.services = Services(app_.state.settings or ApiSettings.from_env())
-        return await app_.state.services.open()
+        return await app_services(request.app)
 
     async def principal(svc: Annotated[Services, Depends(services)],
                         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                         header_key: Annotated[str | None, Depends(api_key_header)]):
         key = header_key or (creds.credentials if creds else None)
         if not key:
-            raise ApiError(401, "unauthorized", "an API key is required: Authorization: Bearer KEY or X-API-Key",
-                           {"WWW-Authenticate": "Bearer"})
+            raise ApiError(401, "unauthorized", "an API key or access token is required: Authorization: Bearer "
+                           "KEY|TOKEN or X-API-Key", {"WWW-Authenticate": "Bearer"})
         who = await svc.authenticate(key)
         if who is None:
-            raise ApiError(401, "unauthorized", "unknown, revoked or disabled API key", {"WWW-Authenticate": "Bearer"})
+            from serve.jwt_tokens import looks_like_jwt
+            what = ("invalid, expired or revoked access token; refresh it or log in again" if looks_like_jwt(key)
+                    else "unknown, revoked or disabled API key")
+            raise ApiError(401, "unauthorized", what, {"WWW-Authenticate": "Bearer"})
         decision = await svc.limiter.check(who)
         if not decision.allowed:
             retry = max(1, math.ceil(decision.retry_after_ms / 1000))
             raise ApiError(429, "rate_limited", f"rate limit of tier {who.tier.name} reached; retry in {retry}s",
                            {"Retry-After": str(retry)})
         return who
+
+    async def authorize(svc: Services, authorization: str | None, x_api_key: str | None):
+        # the route dependency's check for a request the hot-read path answers (headers as HTTPBearer reads them)
+        scheme, _, credentials = (authorization or "").partition(" ")
+        creds = HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials.strip()) \
+            if scheme.lower() == "bearer" and credentials.strip() else None
+        return await principal(svc, creds, x_api_key)
+    app.state.authorize = authorize
 
     async def admin(who=Depends(principal)):
         if who.role != "admin":
@@ -505,10 +477,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         log.warning("query refused a parameter on %s %s: %s", request.method, request.url.path, exc)
         return _error(422, "invalid_value", f"a parameter was refused by the database: {str(exc)[:200]}")
 
-    Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"page size, at most {MAX_LIMIT}")]
-    Symbol = Annotated[str, Path(min_length=1, max_length=64, description="market, e.g. BINANCE:BTCUSDT"), Text]
-    Tf = Annotated[str | None, Query(max_length=8, pattern=r"^[0-9]+[smhdw]$", description="timeframe, e.g. 1m")]
-    Time = Annotated[str | None, Query(max_length=64, description="epoch ns (or s/ms/µs) or ISO-8601"), Text]
+    Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"page size, at most {MAX_LIMIT}", examples=[100])]
+    Symbol = Annotated[str, Path(min_length=1, max_length=64, description="market, e.g. BINANCE:BTCUSDT",
+                                 examples=["BINANCE:BTCUSDT"]), Text]
+    Tf = Annotated[str | None, Query(max_length=8, pattern=r"^[0-9]+[smhdw]$", description="timeframe, e.g. 1m",
+                                     examples=["5m"])]
+    Time = Annotated[str | None, Query(max_length=64, description="epoch ns (or s/ms/µs) or ISO-8601",
+                                      examples=["2024-01-01T00:00:00Z"]), Text]
     Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page"), Text]
     Market = Annotated[str | None, Query(max_length=64), Text]
     Kind = Annotated[str | None, Query(max_length=64), Text]
@@ -516,12 +491,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     # -- public ----------------------------------------------------------------------------------
 
-    @app.get("/healthz", response_model=Health, tags=["health"])
+    @app.get("/healthz", response_model=Health, tags=["health"], operation_id="get_health")
     async def healthz() -> Health:
         """Liveness: the process answers. No key needed."""
         return Health(status="ok")
 
-    @app.get("/readyz", response_model=Health, tags=["health"], responses={503: {"model": Health}})
+    @app.get("/readyz", response_model=Health, tags=["health"], operation_id="get_readiness",
+             responses={503: {"model": Health, "description": "Postgres or Redis does not answer"}})
     async def readyz(request: Request):
         """Readiness: Ray, Postgres and Redis answer. No key needed."""
         checks: dict[str, str] = {}
@@ -545,7 +521,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     # -- markets -----------------------------------------------------------------------------------
 
-    @app.get(f"{API}/markets", response_model=Page, tags=["markets"])
+    @app.get(f"{API}/markets", response_model=MarketPage, tags=["markets"], operation_id="list_markets")
     async def markets(svc: Annotated[Services, Depends(services)], who=Depends(principal)) -> Page:
         """Every market with candles, its timeframes and latest candle time."""
         latest = await svc.cache.all("candle")
@@ -561,7 +537,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 entry["timeframes"] = sorted([*entry["timeframes"], rec["timeframe"]])
         return _page(items=clean([by_market[m] for m in sorted(by_market)]))
 
-    @app.get(f"{API}/markets/{{symbol}}/candles", response_model=Page, tags=["markets"])
+    @app.get(f"{API}/markets/{{symbol}}/candles", response_model=CandlePage, tags=["markets"],
+             operation_id="list_candles")
     async def candles(symbol: Symbol, svc: Annotated[Services, Depends(services)], who=Depends(principal),
                       tf: Tf = None, start: Time = None, end: Time = None, limit: Limit = 500,
                       cursor: Cursor = None) -> Page:
@@ -575,7 +552,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         nxt = _cursor(rows[-1]["open_ts"]) if len(rows) == limit else None
         return _page(items=clean(rows), next_cursor=nxt)
 
-    @app.get(f"{API}/markets/{{symbol}}/indicators", response_model=Item, tags=["markets"])
+    @app.get(f"{API}/markets/{{symbol}}/indicators", response_model=IndicatorValuesItem, tags=["markets"],
+             operation_id="get_indicators", responses=errors(404))
     async def indicators(symbol: Symbol, svc: Annotated[Services, Depends(services)], who=Depends(principal),
                          tf: Tf = None, names: Annotated[str | None, Query(
                              max_length=2000, description="comma-separated output names"), Text] = None) -> Item:
@@ -594,7 +572,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             values = {n: values[n] for n in wanted}
         return _item(item=clean({**rec, "values": values}))
 
-    @app.get(f"{API}/markets/{{symbol}}/structure", response_model=Item, tags=["markets"])
+    @app.get(f"{API}/markets/{{symbol}}/structure", response_model=StructureItem, tags=["markets"],
+             operation_id="get_structure")
     async def structure(symbol: Symbol, svc: Annotated[Services, Depends(services)], who=Depends(principal),
                         tf: Tf = None) -> Item:
         """Latest swings and BOS/CHoCH, live order blocks, open fair value gaps and liquidity pools."""
@@ -602,18 +581,17 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         events = await svc.queries.structure_events(symbol, timeframe=tf, limit=5000)
         return _item(item=clean({"market": symbol, "timeframe": tf, **structure_view(events)}))
 
-    @app.get(f"{API}/market/summary", response_model=Page, tags=["markets"])
+    @app.get(f"{API}/market/summary", response_model=MarketSummaryPage, tags=["markets"],
+             operation_id="list_market_summaries")
     async def summary(svc: Annotated[Services, Depends(services)], who=Depends(principal), tf: Tf = None,
                       market: Market = None) -> Page:
         """Per market: price, 24h change, volume, volatility and risk, strongest signals."""
         tf = tf or svc.settings.default_timeframe
-        names = [market] if market else [r["market"] for r in await svc.queries.markets()]
-        out = [s for s in [await svc.queries.market_summary(m, tf) for m in names] if s is not None]
-        return _page(items=clean(out))
+        return _page(items=clean(await svc.queries.market_summaries(tf, market)))
 
     # -- signals -----------------------------------------------------------------------------------
 
-    @app.get(f"{API}/signals", response_model=Page, tags=["signals"])
+    @app.get(f"{API}/signals", response_model=SignalPage, tags=["signals"], operation_id="list_signals")
     async def signals(svc: Annotated[Services, Depends(services)], who=Depends(principal),
                       market: Market = None, kind: Kind = None, since: Time = None, limit: Limit = 100,
                       cursor: Cursor = None) -> Page:
@@ -627,7 +605,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         nxt = _cursor(rows[-1]["ts"], rows[-1]["id"]) if len(rows) == limit else None
         return _page(items=clean(rows), next_cursor=nxt)
 
-    @app.get(f"{API}/signals/{{signal_id}}", response_model=Item, tags=["signals"])
+    @app.get(f"{API}/signals/{{signal_id}}", response_model=SignalItem, tags=["signals"], operation_id="get_signal",
+             responses=errors(404))
     async def signal(signal_id: Annotated[str, Path(max_length=128), Text], svc: Annotated[Services, Depends(services)],
                      who=Depends(principal)) -> Item:
         """One signal with its reasons, risk score and components."""
@@ -642,7 +621,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     BacktestId = Annotated[str, Path(min_length=1, max_length=backtest_store.ID_MAX, pattern=backtest_store.ID_PATTERN,
                                      description="backtest run id"), Text]
 
-    @app.get(f"{API}/backtests", response_model=BacktestPage, tags=["backtests"])
+    @app.get(f"{API}/backtests", response_model=BacktestPage, tags=["backtests"], operation_id="list_backtests")
     async def backtests(svc: Annotated[Services, Depends(services)], who=Depends(principal), limit: Limit = 50,
                         cursor: Cursor = None) -> BacktestPage:
         """Recorded backtest runs newest first, each with its portfolio metrics; page on with ``cursor``."""
@@ -654,7 +633,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         nxt = _cursor(rows[-1]["created_at"], rows[-1]["id"]) if len(rows) == limit else None
         return _page(items=clean(rows), next_cursor=nxt)
 
-    @app.get(f"{API}/backtests/{{backtest_id}}", response_model=BacktestItem, tags=["backtests"])
+    @app.get(f"{API}/backtests/{{backtest_id}}", response_model=BacktestItem, tags=["backtests"],
+             operation_id="get_backtest", responses=errors(404))
     async def backtest(backtest_id: BacktestId, svc: Annotated[Services, Depends(services)],
                        who=Depends(principal)) -> BacktestItem:
         """One backtest run in full: parameters, settings, and portfolio, benchmark, per-market metrics and counters."""
@@ -667,13 +647,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     Chain = Annotated[str, Query(max_length=32, description="chain name"), Text]
 
-    @app.get(f"{API}/wallets", response_model=Page, tags=["on-chain"])
+    @app.get(f"{API}/wallets", response_model=WalletSummaryPage, tags=["on-chain"], operation_id="list_wallets")
     async def wallets(svc: Annotated[Services, Depends(services)], who=Depends(principal), chain: Chain = "ethereum",
                       limit: Limit = 100) -> Page:
         """Known wallets, most recently active first, with labels."""
         return _page(items=clean(await svc.queries.wallets(chain=chain, limit=limit)))
 
-    @app.get(f"{API}/wallets/{{address}}", response_model=Item, tags=["on-chain"])
+    @app.get(f"{API}/wallets/{{address}}", response_model=WalletItem, tags=["on-chain"], operation_id="get_wallet",
+             responses=errors(404))
     async def wallet(address: Annotated[str, Path(max_length=128), Text], svc: Annotated[Services, Depends(services)],
                      who=Depends(principal), chain: Chain = "ethereum") -> Item:
         """A wallet's labels, first/last seen and balances (integers as decimal strings)."""
@@ -683,7 +664,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         row["balances"] = [{**b, "balance": str(b["balance"])} for b in row["balances"]]
         return _item(item=clean(row))
 
-    @app.get(f"{API}/transactions", response_model=Page, tags=["on-chain"])
+    @app.get(f"{API}/transactions", response_model=TransferPage, tags=["on-chain"], operation_id="list_transactions")
     async def transactions(svc: Annotated[Services, Depends(services)], who=Depends(principal),
                            wallet: Address = None, token: Address = None, since: Time = None,
                            chain: Chain = "ethereum", limit: Limit = 100) -> Page:
@@ -692,7 +673,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                                            since_ns=parse_time(since, "since"), limit=limit)
         return _page(items=clean([{**r, "value": str(r["value"])} for r in rows]))
 
-    @app.get(f"{API}/alerts", response_model=Page, tags=["on-chain"])
+    @app.get(f"{API}/alerts", response_model=AlertPage, tags=["on-chain"], operation_id="list_alerts")
     async def alerts(svc: Annotated[Services, Depends(services)], who=Depends(principal),
                      kind: Kind = None, since: Time = None, limit: Limit = 100) -> Page:
         """Alerts, oldest first (whale transfers and more)."""
@@ -700,17 +681,20 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     # -- admin -------------------------------------------------------------------------------------
 
-    @app.get(f"{API}/admin/users", response_model=Page, tags=["admin"])
+    @app.get(f"{API}/admin/users", response_model=ListedUserPage, tags=["admin"], operation_id="list_users",
+             responses=errors(403))
     async def users(svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> Page:
         """Every user with tier and active key count."""
         return _page(items=clean(await svc.accounts.list_users()))
 
-    @app.post(f"{API}/admin/users", response_model=UserItem, status_code=201, tags=["admin"])
+    @app.post(f"{API}/admin/users", response_model=UserItem, status_code=201, tags=["admin"],
+              operation_id="create_user", responses=errors(403, 409))
     async def create_user(body: NewUser, svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> UserItem:
         """Create a user."""
         return _item(clean(await _accounts_call(svc.accounts.create_user(body.username, body.email, body.tier))), 201)
 
-    @app.post(f"{API}/admin/users/{{username}}/keys", response_model=IssuedKeyItem, status_code=201, tags=["admin"])
+    @app.post(f"{API}/admin/users/{{username}}/keys", response_model=IssuedKeyItem, status_code=201, tags=["admin"],
+              operation_id="issue_key", responses=errors(403, 404))
     async def issue_key(username: Annotated[str, Path(max_length=64), Text], body: NewKey,
                         svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> IssuedKeyItem:
         """Issue a key; the response is the only time it is shown."""
@@ -718,13 +702,17 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         key = await _accounts_call(svc.accounts.issue_key(username, body.role, body.label))
         return _item({"username": username, "role": body.role, "key": key, "key_id": key_id(key)}, 201)
 
-    @app.delete(f"{API}/admin/keys/{{key_id}}", response_model=RevokedItem, tags=["admin"])
+    @app.delete(f"{API}/admin/keys/{{key_id}}", response_model=RevokedItem, tags=["admin"], operation_id="revoke_key",
+                responses=errors(403, 404))
     async def revoke_key(key_id: Annotated[str, Path(max_length=64), Text], svc: Annotated[Services, Depends(services)],
                          who=Depends(admin)) -> RevokedItem:
         """Revoke a key by its id (the first hex characters of its hash)."""
-        return _item(item={"revoked": await _accounts_call(svc.accounts.revoke_key(key_id))})
+        revoked = await _accounts_call(svc.accounts.revoke_key(key_id))
+        await svc.auth.publish("key", revoked)  # every replica drops the cached key at once
+        return _item(item={"revoked": revoked})
 
-    @app.patch(f"{API}/admin/users/{{username}}", response_model=UserChangedItem, tags=["admin"])
+    @app.patch(f"{API}/admin/users/{{username}}", response_model=UserChangedItem, tags=["admin"],
+               operation_id="update_user", responses=errors(403, 404))
     async def change_user(username: Annotated[str, Path(max_length=64), Text], body: UserChange,
                           svc: Annotated[Services, Depends(services)], who=Depends(admin)) -> UserChangedItem:
         """Change a user's tier, or disable / enable them."""
@@ -734,12 +722,17 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             await _accounts_call(svc.accounts.disable_user(username))
         elif body.disabled is False:
             await _accounts_call(svc.accounts.enable_user(username))
+        if body.tier is not None or body.disabled is not None:
+            await svc.auth.publish("user", username)  # every replica drops the user's cached principals
         return _item(item={"username": username, "tier": body.tier, "disabled": body.disabled})
 
     from serve.models_api import add_model_routes
     add_model_routes(app, services, principal)
+    from serve.auth_api import add_auth_routes
+    add_auth_routes(app, services, principal, admin)
     from serve.dashboard import add_dashboard
     add_dashboard(app)
+    openapi.install(app)
     return app
 
 
