@@ -15,7 +15,9 @@
 
   const $ = (id) => document.getElementById(id);
   const els = { market: $("market"), tf: $("timeframe"), status: $("status"), chart: $("chart"),
-                signals: $("signals"), alerts: $("alerts"), error: $("error"), keyForm: $("key-form"), key: $("key") };
+                signals: $("signals"), alerts: $("alerts"), error: $("error"), keyForm: $("key-form"), key: $("key"),
+                loginForm: $("login-form"), username: $("username"), password: $("password"), who: $("who"),
+                logout: $("logout") };
   const params = new URLSearchParams(location.search);
 
   // everything the page shows; also read by tests through window.dashboardState
@@ -24,6 +26,7 @@
     candles: [], signals: [], alerts: [],
     structure: { swings: [], breaks: [], order_blocks: [], fair_value_gaps: [] },
     counts: { candles: 0, signals: 0, alerts: 0, messages: 0, lagged: 0, draws: 0, live_candles: 0, live_signals: 0 },
+    auth: { mode: null, user: null, expires_at: 0, refreshes: 0 },  // never the tokens themselves
   };
   let ws = null, subscribed = [], lastSeq = {}, reconnectTimer = null, structureTimer = null, loadToken = 0;
 
@@ -40,16 +43,76 @@
   }
   let apiKey = takeKey();
 
+  // -- login session: access and refresh token in this closure only (no storage: a reload logs in again);
+  // the access token is refreshed before it expires, and once more if the API refuses it
+  let session = null, refreshTimer = null;
+
+  function credential() { return session ? session.access : apiKey; }
+
+  function authHeaders() { return session ? { Authorization: `Bearer ${session.access}` } : { "X-API-Key": apiKey }; }
+
+  async function post(path, body, headers = {}) {
+    const res = await fetch(API + path, { method: "POST", headers: { "Content-Type": "application/json", ...headers },
+                                          body: JSON.stringify(body || {}) });
+    const out = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error((out.error && out.error.message) || `HTTP ${res.status}`);
+    return out.item;
+  }
+
+  function keepSession(pair, user) {
+    session = { access: pair.access_token, refresh: pair.refresh_token, user };
+    Object.assign(state.auth, { mode: "session", user, expires_at: Date.now() + pair.expires_in * 1000 });
+    clearTimeout(refreshTimer);
+    // at 80% of its life, at least 5 s before the end
+    const inMs = Math.max(1000, Math.min(pair.expires_in * 800, (pair.expires_in - 5) * 1000));
+    refreshTimer = setTimeout(() => refresh().catch(() => {}), inMs);
+  }
+
+  let refreshing = null;
+  function refresh() {
+    if (!session) return Promise.reject(new Error("not logged in"));
+    // one refresh at a time: a refresh token works once, a second use would end the session
+    refreshing = refreshing || post("/auth/refresh", { refresh_token: session.refresh })
+      .then((pair) => { keepSession(pair, session.user); state.auth.refreshes++; })
+      .catch((e) => { endSession(`session ended: ${e.message}; log in again`); throw e; })
+      .finally(() => { refreshing = null; });
+    return refreshing;
+  }
+
+  function endSession(message) {
+    clearTimeout(refreshTimer);
+    session = null;
+    Object.assign(state.auth, { mode: null, user: null, expires_at: 0 });
+    if (ws) { const old = ws; ws = null; old.close(); }
+    setStatus("closed");
+    showForms(message);
+  }
+
+  function showForms(message) {
+    els.loginForm.hidden = false; els.keyForm.hidden = false;
+    els.logout.hidden = true; els.who.hidden = true;
+    showError(message || "log in, or enter an API key");
+  }
+
+  function signedIn(label) {
+    els.loginForm.hidden = true; els.keyForm.hidden = true;
+    els.who.textContent = label; els.who.hidden = false; els.logout.hidden = false;
+  }
+
   function feedUrl() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const url = new URL(params.get("ws") || `${scheme}//${location.hostname}:8001/ws/v1/feed`);
-    url.searchParams.set("key", apiKey);  // browsers cannot set headers on a WebSocket
+    url.searchParams.set("key", credential());  // browsers cannot set headers on a WebSocket
     return url.toString();
   }
 
-  async function api(path) {
-    const res = await fetch(API + path, { headers: { "X-API-Key": apiKey } });
+  async function api(path, retried = false) {
+    const res = await fetch(API + path, { headers: authHeaders() });
     const body = await res.json().catch(() => ({}));
+    if (res.status === 401 && session && !retried) {  // expired early (clock, sleep): refresh once, then retry
+      await refresh();
+      return api(path, true);
+    }
     if (!res.ok) throw new Error((body.error && body.error.message) || `HTTP ${res.status}`);
     return body;
   }
@@ -180,6 +243,7 @@
     sock.onclose = (ev) => {
       if (sock !== ws) return;
       setStatus("closed");
+      if (ev.code === 4401 && session) { refresh().then(connect, () => {}); return; }
       if (ev.code === 4401) { showError("feed: the API key was refused"); return; }
       reconnectTimer = setTimeout(connect, 2000);
     };
@@ -375,10 +439,37 @@
     els.key.value = "";
     if (!apiKey) return;
     sessionStorage.setItem(KEY_STORE, apiKey);
-    els.keyForm.hidden = true;
+    state.auth.mode = "key";
+    signedIn("API key");
     start();
   });
+  els.loginForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const user = els.username.value.trim(), password = els.password.value;
+    els.password.value = "";
+    try {
+      keepSession(await post("/auth/login", { username: user, password }), user);
+    } catch (e) { showError(`login: ${e.message}`); return; }
+    signedIn(user);
+    start();
+  });
+  els.logout.addEventListener("click", async () => {
+    if (session) {
+      const { access, refresh: token } = session;
+      endSession("logged out");
+      try { await post("/auth/logout", { refresh_token: token }, { Authorization: `Bearer ${access}` }); }
+      catch (e) { showError(`logout: ${e.message}`); }
+    } else {
+      apiKey = null;
+      sessionStorage.removeItem(KEY_STORE);
+      state.auth.mode = null;
+      if (ws) { const old = ws; ws = null; old.close(); }
+      setStatus("closed");
+      showForms("API key forgotten");
+    }
+  });
+  window.dashboardSession = { refresh };  // lets a test (or the console) refresh now
 
-  if (apiKey) start();
-  else { els.keyForm.hidden = false; setStatus("closed"); showError("enter an API key"); }
+  if (apiKey) { state.auth.mode = "key"; signedIn("API key"); start(); }
+  else { setStatus("closed"); showForms(); }
 })();

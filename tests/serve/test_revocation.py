@@ -209,7 +209,7 @@ async def test_revoked_key_refused_by_the_other_server_within_the_bound(servers:
     s = servers
     timings = []
     for _ in range(3):
-        status, body, _ = await _call(http, "POST", f"{s.a}/api/v1/admin/users/alice/keys", s.admin_key, {})
+        _, body, _ = await _call(http, "POST", f"{s.a}/api/v1/admin/users/alice/keys", s.admin_key, {})
         key, kid = body["item"]["key"], body["item"]["key_id"]
         for base in (s.a, s.b):  # both cache the key's principal now
             assert (await _call(http, "GET", f"{base}/api/v1/markets", key))[0] == 200

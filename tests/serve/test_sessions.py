@@ -221,3 +221,22 @@ async def test_lost_push_still_applied_within_the_ttl(accounts: Accounts, redis_
     finally:
         await a.close()
         await b.close()
+
+
+async def test_first_start_gives_admin_a_password_saved_0600(pg_migrated: str, tmp_path) -> None:  # noqa: F811
+    import stat
+
+    from serve.bootstrap import ensure_admin_key, ensure_admin_password
+    acc = await Accounts.create(pg_migrated, max_size=2)
+    try:
+        assert await ensure_admin_password(acc, tmp_path / "pw", None) is None  # no admin yet: nothing to do
+        await ensure_admin_key(acc, tmp_path / "admin-api-key", None)
+        password = await ensure_admin_password(acc, tmp_path / "admin-password", None)
+        saved = tmp_path / "admin-password"
+        assert password and saved.read_text().strip() == password
+        assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+        assert await SessionStore(acc.pool).verify_login("admin", password) == "admin"
+        assert await ensure_admin_password(acc, saved, None) is None  # it has one now: unchanged
+        assert saved.read_text().strip() == password
+    finally:
+        await acc.close()
