@@ -131,7 +131,10 @@ def test_schemathesis_every_operation_no_server_errors_no_schema_violations(runn
     assert operations <= set(per_op), operations - set(per_op)
     for method in ("GET", "POST", "PATCH", "DELETE"):
         assert per_method[method] >= MAX_EXAMPLES / 2, per_method
-    for op in operations:
+    # generated passwords and tokens are never right: these answer 401/429 only here (their 2xx paths
+    # are in test_revocation.py and test_dashboard_login.py)
+    credential_checks = {f"POST /api/v1/auth/{name}" for name in ("login", "refresh", "logout")}
+    for op in operations - credential_checks:
         if op.split()[0] in ("PATCH", "DELETE", "POST"):
             assert any(200 <= s < 300 for s in per_op[op]), (op, per_op[op])
     asyncio.run(_shared_users_intact(running_api))
