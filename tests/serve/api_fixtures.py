@@ -24,19 +24,6 @@ from tests.storage.pg_fixtures import DEFAULT_URL as PG_DEFAULT
 from tests.storage.redis_fixtures import DEFAULT_URL as REDIS_DEFAULT
 
 
-@dataclass
-class RunningApi:
-    """Where the API listens and the keys of its users."""
-
-    url: str
-    database_url: str
-    redis_url: str
-    namespace: str
-    keys: dict[str, str]  # admin, pro, free -> key
-    signal_ids: list[str]
-    markets: list[str]
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -94,6 +81,13 @@ class Filled:
     markets: list[str]
 
 
+@dataclass
+class RunningApi(Filled):
+    """A filled database and where the API over it listens."""
+
+    url: str
+
+
 @contextmanager
 def filled_services(prefix: str) -> Iterator[Filled]:
     """A scratch database and namespace filled by the engine's own store, dropped afterwards."""
@@ -140,7 +134,7 @@ def running_api(ray_local) -> Iterator[RunningApi]:
             url = start_api(ApiSettings(f.database_url, f.redis_url, f.namespace,
                                         cors_origins=["http://localhost:3000"]), port=port)
             _wait_ready(url)
-            yield RunningApi(url, f.database_url, f.redis_url, f.namespace, f.keys, f.signal_ids, f.markets)
+            yield RunningApi(**vars(f), url=url)
         finally:
             serve.shutdown()
 
